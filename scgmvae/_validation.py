@@ -1,0 +1,143 @@
+"""Checks on user input that fail loudly, with the problem and the fix in the message."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import sparse
+
+logger = logging.getLogger(__name__)
+
+_CHUNK_ROWS = 10_000
+
+
+def _matrix(adata: AnnData, layer: str | None):
+    if layer is None:
+        return adata.X
+    if layer not in adata.layers:
+        raise KeyError(
+            f"Layer {layer!r} is not in adata.layers (available: {list(adata.layers)}); "
+            "pass an existing layer, or layer=None to use adata.X."
+        )
+    return adata.layers[layer]
+
+
+def _value_chunks(matrix) -> Iterator[np.ndarray]:
+    """Stored values in row chunks, so sparse and backed matrices are never densified whole."""
+    n_rows = matrix.shape[0]
+    for start in range(0, n_rows, _CHUNK_ROWS):
+        chunk = matrix[start : start + _CHUNK_ROWS]
+        if sparse.issparse(chunk):
+            yield np.asarray(chunk.data)
+        elif hasattr(chunk, "to_memory"):
+            # anndata's backed sparse datasets
+            yield np.asarray(chunk.to_memory().data)
+        else:
+            yield np.asarray(chunk).ravel()
+
+
+def check_obs_key(adata: AnnData, key: str | None, what: str) -> None:
+    """Raise a clear error when ``key`` is not a column of ``adata.obs``."""
+    if key is not None and key not in adata.obs.columns:
+        raise KeyError(
+            f"{what} key {key!r} is not a column of adata.obs (columns: "
+            f"{list(adata.obs.columns)}); pass the name of an existing column."
+        )
+
+
+def check_not_empty(adata: AnnData) -> None:
+    """Raise when ``adata`` has no cells or no genes."""
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise ValueError(
+            f"The AnnData is empty ({adata.n_obs} cells x {adata.n_vars} genes); "
+            "subset it to a non-empty selection before setting it up."
+        )
+
+
+def check_categories_have_cells(
+    adata: AnnData, key: str | None, what: str, ignore: Sequence[str] = ()
+) -> None:
+    """Raise when a categorical column declares categories that no cell has."""
+    if key is None:
+        return
+    column = adata.obs[key]
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        return
+    counts = column.value_counts()
+    empty = [c for c in column.cat.categories if counts.get(c, 0) == 0 and c not in ignore]
+    if empty:
+        raise ValueError(
+            f"{what} column {key!r} has categories with no cells: {empty}; drop them with "
+            f"adata.obs[{key!r}] = adata.obs[{key!r}].cat.remove_unused_categories()."
+        )
+
+
+def check_values(adata: AnnData, layer: str | None, gene_likelihood: str) -> None:
+    """Check the data matrix against the likelihood that will model it.
+
+    Raises on NaN/inf, float16, negative values for count likelihoods and values outside [0, 1]
+    for the Bernoulli likelihood; warns on non-integer values for count likelihoods.
+    """
+    matrix = _matrix(adata, layer)
+    where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+    if np.dtype(matrix.dtype) == np.float16:
+        raise TypeError(
+            f"{where} is float16, which loses precision in training; convert it first, e.g. "
+            f"{where} = {where}.astype('float32')."
+        )
+    counts = gene_likelihood in ("nb", "zinb", "poisson")
+    non_integer = False
+    for values in _value_chunks(matrix):
+        if not np.all(np.isfinite(values)):
+            raise ValueError(
+                f"{where} contains NaN or infinite values; remove or impute them (e.g. "
+                "np.nan_to_num) before training."
+            )
+        if counts and values.size and values.min() < 0:
+            raise ValueError(
+                f"{where} has negative values, but gene_likelihood={gene_likelihood!r} models "
+                "counts; pass raw counts (layer=...) or use gene_likelihood='normal' for "
+                "scaled data."
+            )
+        if gene_likelihood == "bernoulli" and values.size and (
+            values.min() < 0 or values.max() > 1
+        ):
+            raise ValueError(
+                f"{where} has values outside [0, 1], which gene_likelihood='bernoulli' needs; "
+                "rescale the data or choose another likelihood."
+            )
+        if counts and not non_integer and np.any(values != np.round(values)):
+            non_integer = True
+    if non_integer:
+        warnings.warn(
+            f"{where} has non-integer values, but gene_likelihood={gene_likelihood!r} models "
+            "counts; pass raw counts (layer=...) or use gene_likelihood='normal' for normalised "
+            "data.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def check_var_names(adata: AnnData, registered: Sequence[str]) -> None:
+    """Raise when the genes of ``adata`` are not the registered ones, in the same order."""
+    names = adata.var_names
+    if len(names) == len(registered) and np.array_equal(np.asarray(names), np.asarray(registered)):
+        return
+    missing = pd.Index(registered).difference(names)
+    extra = names.difference(pd.Index(registered))
+    detail = (
+        f"{len(missing)} registered genes missing (e.g. {list(missing[:3])}), "
+        f"{len(extra)} unknown genes (e.g. {list(extra[:3])})"
+        if len(missing) or len(extra)
+        else "same genes in a different order"
+    )
+    raise ValueError(
+        f"The genes of this AnnData differ from the {len(registered)} the model was trained on "
+        f"({detail}); subset and order them with adata[:, model.adata.var_names] or "
+        "adata[:, registered_var_names]."
+    )

@@ -1,0 +1,3 @@
+from ._gmvae import GMVAEModule
+
+__all__ = ["GMVAEModule"]
