@@ -104,8 +104,10 @@ def check_values(adata: AnnData, layer: str | None, gene_likelihood: str) -> Non
                 "counts; pass raw counts (layer=...) or use gene_likelihood='normal' for "
                 "scaled data."
             )
-        if gene_likelihood == "bernoulli" and values.size and (
-            values.min() < 0 or values.max() > 1
+        if (
+            gene_likelihood == "bernoulli"
+            and values.size
+            and (values.min() < 0 or values.max() > 1)
         ):
             raise ValueError(
                 f"{where} has values outside [0, 1], which gene_likelihood='bernoulli' needs; "

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_N_COMPONENTS = 10
+NORMALIZED_TARGET_SUM = 1e4
 DEFAULT_KL_WARMUP_FRACTION = 0.25
 """KL warm-up lasts this fraction of ``max_epochs`` unless ``plan_kwargs`` say otherwise."""
 
@@ -141,9 +142,7 @@ class BaseGMVAE(VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
                 (setup_args.get("labels_key"), "Labels"),
             ):
                 _validation.check_obs_key(adata, key, what)
-            _validation.check_values(
-                adata, setup_args.get("layer"), self.module.gene_likelihood
-            )
+            _validation.check_values(adata, setup_args.get("layer"), self.module.gene_likelihood)
         return super()._validate_anndata(adata, copy_if_view=copy_if_view)
 
     # -- training --------------------------------------------------------------------------
@@ -234,18 +233,15 @@ class BaseGMVAE(VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
             raise ValueError(f"representation must be 'z' or 'w', got {representation!r}.")
         self._check_if_trained(warn=False)
         adata = self._validate_anndata(adata)
-        means, variances = [], []
+        means, variances, samples = [], [], []
         for tensors in self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size):
             qw = self.module.inference(**self.module._get_inference_input(tensors))[QW_KEY]
             means.append(qw.loc.cpu())
-            variances.append(qw.scale.square().cpu() if return_dist or not give_mean else None)
-        mean = torch.cat(means).numpy()
+            variances.append(qw.scale.square().cpu())
+            samples.append(qw.sample().cpu())
         if return_dist:
-            return mean, torch.cat(variances).numpy()
-        if give_mean:
-            return mean
-        std = np.sqrt(torch.cat(variances).numpy())
-        return mean + std * np.random.default_rng().standard_normal(mean.shape, dtype=np.float32)
+            return torch.cat(means).numpy(), torch.cat(variances).numpy()
+        return torch.cat(means if give_mean else samples).numpy()
 
     @torch.inference_mode()
     def get_component_probabilities(
@@ -312,3 +308,130 @@ class BaseGMVAE(VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
             return pd.DataFrame(probs, index=obs_names, columns=columns)
         best = probs.argmax(1)
         return np.asarray(columns, dtype=object)[best] if columns is labels else best
+
+    # -- generation ------------------------------------------------------------------------
+
+    def _to_output_space(self, expression: torch.Tensor) -> np.ndarray:
+        """Predicted values in the space users compare with: log1p(CP10k) for counts."""
+        if self.module.is_count_model:
+            return torch.log1p(expression * NORMALIZED_TARGET_SUM).cpu().numpy()
+        return expression.cpu().numpy()
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        n_samples: int = 100,
+        conditions: Sequence[str] | None = None,
+        components: Sequence[int] | None = None,
+        sample_z: bool = True,
+    ) -> AnnData:
+        """Generate synthetic cells from the prior (thesis §11.4).
+
+        Samples ``w`` from its prior, decodes every requested mixture component of ``z`` under
+        every requested condition from each ``w``, then decodes ``x``.
+
+        Parameters
+        ----------
+        n_samples
+            Number of ``w`` samples; each yields one cell per (component, condition) pair.
+        conditions
+            Conditions to generate (CGMVAE); all registered ones by default.
+        components
+            Mixture components to generate; all by default.
+        sample_z
+            Sample ``z`` from each component; ``False`` takes the component means.
+
+        Returns
+        -------
+        AnnData with the model's genes. ``.X`` holds the expected expression as log1p of counts
+        normalised to 10,000 per cell for count likelihoods (the scanpy ``normalize_total`` +
+        ``log1p`` convention), or in the data's own space otherwise; for count likelihoods
+        ``layers["counts"]`` holds counts sampled with library sizes like the training data's.
+        ``.obs`` has ``component``, ``label`` (when the component is a labelled one),
+        ``condition`` and ``synthetic=True``.
+        """
+        import anndata
+
+        self._check_if_trained(warn=True)
+        module = self.module
+        module.eval()
+        device = next(module.parameters()).device
+        if components is None:
+            components = range(module.n_components)
+        components = [int(k) for k in components]
+        if any(k < 0 or k >= module.n_components for k in components):
+            raise ValueError(
+                f"components must lie in 0..{module.n_components - 1}, got {components}."
+            )
+        condition_codes = self._condition_codes(conditions)
+        label_names = self.label_names_
+
+        blocks, counts, obs = [], [], []
+        # a fixed prior is shared by all conditions: decode the same w under each of them
+        shared_w = module.w_prior_distribution(None, n_samples, device).sample()
+        for code in condition_codes:
+            cond = None if code is None else torch.full((n_samples, 1), code, device=device)
+            w = (
+                shared_w
+                if module.w_prior == "fixed"
+                else module.w_prior_distribution(cond, n_samples, device).sample()
+            )
+            means, variances = module.mixture_components(w, cond)
+            for k in components:
+                z = means[:, k]
+                if sample_z:
+                    z = torch.distributions.Normal(z, variances[:, k].sqrt()).sample()
+                lib_code = 0 if code is None else code
+                library = torch.distributions.Normal(
+                    module.library_log_means[lib_code], module.library_log_vars[lib_code].sqrt()
+                ).sample((n_samples, 1))
+                px, expression = module.decode(z, library, cond)
+                blocks.append(self._to_output_space(expression))
+                if module.is_count_model:
+                    counts.append(px.sample().cpu().numpy())
+                obs.append(
+                    pd.DataFrame(
+                        {
+                            "component": k,
+                            "label": label_names[k] if k < len(label_names) else None,
+                            "condition": None if code is None else self.condition_names_[code],
+                        },
+                        index=range(n_samples),
+                    )
+                )
+        obs_df = pd.concat(obs, ignore_index=True)
+        obs_df.index = [f"synthetic_{i}" for i in range(len(obs_df))]
+        obs_df["component"] = pd.Categorical(obs_df["component"])
+        for col in ("label", "condition"):
+            obs_df[col] = pd.Categorical(obs_df[col])
+        obs_df["synthetic"] = True
+        generated = anndata.AnnData(
+            X=np.concatenate(blocks).astype(np.float32),
+            obs=obs_df,
+            var=pd.DataFrame(index=self._registered_var_names()),
+        )
+        if counts:
+            generated.layers["counts"] = np.concatenate(counts).astype(np.float32)
+        return generated
+
+    def _registered_var_names(self) -> pd.Index:
+        return pd.Index(self.adata_manager.get_state_registry(REGISTRY_KEYS.X_KEY).column_names)
+
+    def _condition_codes(self, conditions: Sequence[str] | None) -> list[int | None]:
+        """Registered codes of ``conditions`` (all by default); ``[None]`` without conditions."""
+        names = self.condition_names_
+        if not names:
+            if conditions is not None:
+                raise ValueError(f"{type(self).__name__} has no conditions; use CGMVAE.")
+            return [None]
+        if conditions is None:
+            return list(range(len(names)))
+        if isinstance(conditions, str):
+            conditions = [conditions]
+        unknown = [c for c in conditions if c not in names]
+        if unknown:
+            raise ValueError(
+                f"Conditions {unknown} were not registered; choose among {names} (the values "
+                "of the condition_key column at setup_anndata)."
+            )
+        return [names.index(c) for c in conditions]

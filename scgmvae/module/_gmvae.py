@@ -45,9 +45,9 @@ def _kl_diag_normals(
     q_mean: torch.Tensor, q_var: torch.Tensor, p_mean: torch.Tensor, p_var: torch.Tensor
 ) -> torch.Tensor:
     """KL(q || p) of diagonal Gaussians, summed over the last dimension."""
-    return 0.5 * (
-        torch.log(p_var / q_var) + (q_var + (q_mean - p_mean) ** 2) / p_var - 1.0
-    ).sum(-1)
+    return 0.5 * (torch.log(p_var / q_var) + (q_var + (q_mean - p_mean) ** 2) / p_var - 1.0).sum(
+        -1
+    )
 
 
 class _GaussianHead(nn.Module):
@@ -138,6 +138,7 @@ class GMVAEModule(BaseModuleClass):
         normal_variance: Literal["learned", "fixed"] = "learned",
         latent_bound: float = 10.0,
         log_var_bound: float = 9.0,
+        component_init_scale: float = 0.0,
         library_log_means: torch.Tensor | None = None,
         library_log_vars: torch.Tensor | None = None,
     ):
@@ -208,6 +209,8 @@ class GMVAEModule(BaseModuleClass):
         self.component_head = _GaussianHead(
             n_hidden, n_components * n_latent, latent_bound, log_var_bound
         )
+        if component_init_scale > 0:
+            nn.init.normal_(self.component_head.mean.bias, std=component_init_scale)
         if w_prior == "learned":
             self.pw_mean = nn.Parameter(torch.zeros(n_lib, n_latent_w))
             self.pw_log_var = nn.Parameter(torch.zeros(n_lib, n_latent_w))
@@ -301,7 +304,7 @@ class GMVAEModule(BaseModuleClass):
     def mixture_components(
         self, w: torch.Tensor, condition: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Means and variances of ``p(z|w,y,c)`` for every component, shape ``(n, K, n_latent)``."""
+        """Means and variances of ``p(z|w,y,c)`` for all components: ``(n, K, n_latent)``."""
         h = self.component_decoder(w, *self._condition_args(condition))
         means, variances = self.component_head(h)
         shape = (w.shape[0], self.n_components, self.n_latent)
@@ -403,9 +406,7 @@ class GMVAEModule(BaseModuleClass):
         kl_z = torch.where(labelled, kl_z_sup, kl_z_unsup)
         kl_y = torch.where(labelled, kl_y_sup, kl_y_unsup)
         classification = torch.where(labelled, classification, torch.zeros_like(classification))
-        kl_w = kl_divergence(
-            inference_outputs[QW_KEY], generative_outputs[PW_KEY]
-        ).sum(-1)
+        kl_w = kl_divergence(inference_outputs[QW_KEY], generative_outputs[PW_KEY]).sum(-1)
         qd = inference_outputs[QD_KEY]
         kl_d = kl_divergence(
             qd, Dirichlet(torch.full_like(qd.concentration, self.dirichlet_alpha))
@@ -434,7 +435,7 @@ class GMVAEModule(BaseModuleClass):
 class _ContinuousBernoulliLike(torch.distributions.Distribution):
     """Bernoulli log-likelihood of values in [0, 1] (binary cross-entropy, as in the thesis)."""
 
-    arg_constraints = {}
+    arg_constraints: dict = {}  # noqa: RUF012 (torch's Distribution API)
     has_rsample = False
 
     def __init__(self, logits: torch.Tensor):
@@ -448,5 +449,5 @@ class _ContinuousBernoulliLike(torch.distributions.Distribution):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         return -F.binary_cross_entropy_with_logits(self.logits, value, reduction="none")
 
-    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
-        return torch.bernoulli(self.mean.expand(sample_shape + self.logits.shape))
+    def sample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:
+        return torch.bernoulli(self.mean.expand(torch.Size(sample_shape) + self.logits.shape))

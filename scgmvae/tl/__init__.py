@@ -1,0 +1,12 @@
+from ._clusters import clustering_scores, map_components
+from ._embed import embed
+from ._perturbation import evaluate_perturbation, log_normalize, top_degs
+
+__all__ = [
+    "clustering_scores",
+    "embed",
+    "evaluate_perturbation",
+    "log_normalize",
+    "map_components",
+    "top_degs",
+]

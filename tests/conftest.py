@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scvi
+import torch
+
+import scgmvae
+
+KANG_FILE = "kang_ifnb_832.h5ad"
+
+# Two OpenMP threads on small CI machines run many times slower than one.
+torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    scvi.settings.seed = 0
+
+
+@pytest.fixture(scope="session")
+def max_epochs() -> int:
+    """Epochs for the quick tests (training runs only to check mechanics)."""
+    return 3
+
+
+@pytest.fixture(scope="session")
+def toy_epochs() -> int:
+    """Epochs for the accuracy tests on toy_blobs."""
+    return 60
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared data folder: $SCGMVAE_DATA_DIR, else ../shared/data beside the repository."""
+    path = Path(
+        os.environ.get("SCGMVAE_DATA_DIR", Path(__file__).resolve().parents[2] / "shared/data")
+    )
+    if not (path / KANG_FILE).exists():
+        pytest.fail(
+            f"{KANG_FILE} not found in {path}; set SCGMVAE_DATA_DIR to the folder holding it."
+        )
+    return path
+
+
+@pytest.fixture
+def toy_counts():
+    """Small toy data with integer counts (500 cells, 5 classes, 2 conditions)."""
+    return scgmvae.datasets.toy_blobs(n_cells_per_group=50, counts=True, seed=1)
+
+
+@pytest.fixture
+def toy_semi(toy_counts):
+    """toy counts with every fourth cell labelled and the rest 'Unknown'."""
+    adata = toy_counts
+    labels = adata.obs["cell_type"].astype(str).to_numpy().copy()
+    labels[np.arange(adata.n_obs) % 4 != 0] = "Unknown"
+    adata.obs["semi"] = labels
+    return adata

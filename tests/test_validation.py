@@ -1,0 +1,139 @@
+"""Bad input fails loudly, names the problem and the fix, and leaves the user's data alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+
+import scgmvae
+from scgmvae.model import CGMVAE, GMVAE
+
+
+@pytest.fixture
+def toy():
+    return scgmvae.datasets.toy_blobs(n_cells_per_group=20, counts=True, seed=2)
+
+
+@pytest.fixture
+def trained(toy):
+    CGMVAE.setup_anndata(toy, condition_key="condition", labels_key="cell_type")
+    model = CGMVAE(toy)
+    model.train(max_epochs=1, enable_progress_bar=False)
+    return model
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("as_sparse", [False, True])
+def test_nan_or_inf_rejected_at_setup(toy, bad, as_sparse):
+    toy.X[3, 2] = bad
+    if as_sparse:
+        toy.X = sparse.csr_matrix(toy.X)
+    with pytest.raises(ValueError, match="NaN or infinite.*impute"):
+        GMVAE.setup_anndata(toy)
+
+
+def test_negative_values_rejected_for_counts(toy):
+    toy.X[0, 0] = -1.0
+    GMVAE.setup_anndata(toy)
+    with pytest.raises(ValueError, match="negative values.*gene_likelihood='normal'"):
+        GMVAE(toy)
+    GMVAE(toy, gene_likelihood="normal")  # scaled data is fine with a Gaussian
+
+
+def test_non_integer_values_warn_for_counts(toy):
+    toy.X = toy.X + 0.5
+    GMVAE.setup_anndata(toy)
+    with pytest.warns(UserWarning, match="non-integer values.*raw counts"):
+        GMVAE(toy)
+
+
+def test_bernoulli_needs_unit_interval(toy):
+    GMVAE.setup_anndata(toy)
+    with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
+        GMVAE(toy, gene_likelihood="bernoulli")
+
+
+def test_float16_rejected(toy):
+    toy.X = toy.X.astype(np.float16)
+    with pytest.raises(TypeError, match="float16.*astype"):
+        GMVAE.setup_anndata(toy)
+
+
+def test_unknown_layer(toy):
+    with pytest.raises(KeyError, match="Layer 'counts' is not in adata.layers"):
+        GMVAE.setup_anndata(toy, layer="counts")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"labels_key": "celltype"}, "Labels key 'celltype' is not a column"),
+        ({"condition_key": "cond"}, "Condition key 'cond' is not a column"),
+    ],
+)
+def test_unknown_obs_keys(toy, kwargs, message):
+    kwargs = {"condition_key": "condition", **kwargs}
+    with pytest.raises(KeyError, match=message):
+        CGMVAE.setup_anndata(toy, **kwargs)
+
+
+def test_cgmvae_needs_condition(toy):
+    with pytest.raises(ValueError, match="use scgmvae.model.GMVAE"):
+        CGMVAE.setup_anndata(toy, condition_key=None)
+
+
+def test_empty_categories_rejected(toy):
+    toy.obs["cell_type"] = toy.obs["cell_type"].cat.add_categories(["ghost"])
+    with pytest.raises(ValueError, match=r"no cells: \['ghost'\].*remove_unused_categories"):
+        GMVAE.setup_anndata(toy, labels_key="cell_type")
+
+
+def test_empty_anndata_rejected(toy):
+    with pytest.raises(ValueError, match="AnnData is empty"):
+        GMVAE.setup_anndata(toy[:0].copy())
+
+
+def test_too_few_components(toy):
+    GMVAE.setup_anndata(toy, labels_key="cell_type")
+    with pytest.raises(ValueError, match="n_components=3 is smaller than the number of labels"):
+        GMVAE(toy, n_components=3)
+
+
+def test_unknown_likelihood_and_prior(toy):
+    GMVAE.setup_anndata(toy)
+    with pytest.raises(ValueError, match="gene_likelihood='gauss' is not supported"):
+        GMVAE(toy, gene_likelihood="gauss")
+    with pytest.raises(ValueError, match="w_prior='flat' is not supported"):
+        GMVAE(toy, w_prior="flat")
+
+
+def test_different_genes_rejected(trained, toy):
+    other = toy[:, ::-1].copy()
+    with pytest.raises(ValueError, match="same genes in a different order"):
+        trained.predict(other)
+    fewer = toy[:, 1:].copy()
+    with pytest.raises(ValueError, match="1 registered genes missing"):
+        trained.get_latent_representation(fewer)
+
+
+def test_nan_in_new_data_rejected(trained, toy):
+    new = toy.copy()
+    new.X[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        trained.predict(new)
+
+
+def test_bad_representation(trained):
+    with pytest.raises(ValueError, match="representation must be 'z' or 'w'"):
+        trained.get_latent_representation(representation="y")
+
+
+def test_failed_setup_leaves_data_unchanged(toy):
+    toy.X[0, 0] = np.nan
+    before_obs = toy.obs.copy()
+    with pytest.raises(ValueError):
+        CGMVAE.setup_anndata(toy, condition_key="condition")
+    pd.testing.assert_frame_equal(toy.obs, before_obs)
+    assert np.isnan(toy.X[0, 0]) and not toy.uns.get("_scvi_manager_uuid")
