@@ -60,3 +60,26 @@ def toy_semi(toy_counts):
     labels[np.arange(adata.n_obs) % 4 != 0] = "Unknown"
     adata.obs["semi"] = labels
     return adata
+
+
+@pytest.fixture(scope="session")
+def kang_hvg(data_dir):
+    """The 832-cell Kang file on its 2,000 most variable genes."""
+    import scanpy as sc
+
+    adata = scgmvae.datasets.kang_subset(data_dir)
+    sc.pp.highly_variable_genes(adata, n_top_genes=2000, flavor="seurat_v3", subset=True)
+    return adata
+
+
+@pytest.fixture(scope="session")
+def kang_semi_model(kang_hvg):
+    """CGMVAE trained on Kang with 10% of the cells labelled (the rest 'Unknown')."""
+    scvi.settings.seed = 0
+    adata = kang_hvg.copy()
+    labelled = np.random.default_rng(0).random(adata.n_obs) < 0.1
+    adata.obs["semi"] = np.where(labelled, adata.obs["cell_type"].astype(str), "Unknown")
+    scgmvae.model.CGMVAE.setup_anndata(adata, condition_key="condition", labels_key="semi")
+    model = scgmvae.model.CGMVAE(adata)
+    model.train(max_epochs=100, enable_progress_bar=False)
+    return adata, model, labelled

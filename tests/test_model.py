@@ -4,6 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import scvi
+import torch
+from torch import nn
 
 import scgmvae
 from scgmvae.model import CGMVAE, GMVAE
@@ -34,7 +36,7 @@ def test_history_logs_each_loss_term(toy_counts, max_epochs):
     model = CGMVAE(toy_counts, n_components=5)
     model.train(max_epochs=max_epochs, enable_progress_bar=False)
     for term in ("reconstruction", "kl_z", "kl_w", "kl_y", "kl_d", "classification"):
-        values = model.history[f"{term}_train"].to_numpy()
+        values = model.history[f"{term}_train"].to_numpy(dtype=float)
         assert len(values) == max_epochs and np.all(np.isfinite(values)), term
     assert "kl_weight" in model.history
 
@@ -60,7 +62,7 @@ def test_likelihoods_and_priors_train_without_nan(
         w_prior=w_prior,
     )
     model.train(max_epochs=max_epochs, enable_progress_bar=False)
-    assert np.all(np.isfinite(model.history["train_loss"].to_numpy()))
+    assert np.all(np.isfinite(model.history["train_loss"].to_numpy(dtype=float)))
     z = model.get_latent_representation()
     w = model.get_latent_representation(representation="w")
     assert z.shape == (adata.n_obs, 4) and w.shape == (adata.n_obs, 3)
@@ -82,7 +84,7 @@ def test_semi_supervised_predicts_label_names(toy_semi, toy_epochs):
     assert np.mean(predicted[unlabelled] == truth[unlabelled]) >= 0.95
 
     soft = model.predict(soft=True)
-    assert list(soft.columns) == model.label_names_
+    assert list(soft.columns) == model.label_names
     assert soft.index.equals(toy_semi.obs_names)
     np.testing.assert_allclose(soft.sum(1), 1.0, rtol=1e-5)
     components = model.predict(return_components=True)
@@ -160,7 +162,7 @@ def test_repr_and_summary(toy_counts):
     text = model.summary_string
     assert "GMVAE" in text and "5 components" in text and "nb" in text
     assert "Not Trained" in text
-    assert model.label_names_ == [f"class_{i}" for i in range(5)]
+    assert model.label_names == [f"class_{i}" for i in range(5)]
 
 
 def test_supervised_labels_all_known(toy_counts, max_epochs):
@@ -181,28 +183,22 @@ def test_tl_embed_enables_scanpy_umap(toy_counts, max_epochs):
     assert toy_counts.obsm["X_scgmvae_z"].shape == (toy_counts.n_obs, 10)
     assert toy_counts.obsm["X_scgmvae_w"].shape == (toy_counts.n_obs, 10)
     assert isinstance(toy_counts.obs["scgmvae_component"].dtype, pd.CategoricalDtype)
-    assert set(toy_counts.obs["scgmvae_prediction"].cat.categories) == set(model.label_names_)
+    assert set(toy_counts.obs["scgmvae_prediction"].cat.categories) == set(model.label_names)
     sc.pp.neighbors(toy_counts, use_rep="X_scgmvae_z")
     sc.tl.umap(toy_counts)
     assert toy_counts.obsm["X_umap"].shape == (toy_counts.n_obs, 2)
 
 
-def test_kang_semi_supervised_accuracy(data_dir):
+def test_kang_semi_supervised_accuracy(kang_semi_model):
     """10% labelled Kang cells; accuracy on the other 90% beats scANVI's 0.79 on this split."""
-    adata = scgmvae.datasets.kang_subset(data_dir)
-    rng = np.random.default_rng(0)
-    labelled = rng.random(adata.n_obs) < 0.1
+    adata, model, labelled = kang_semi_model
     truth = adata.obs["cell_type"].astype(str).to_numpy()
-    adata.obs["semi"] = np.where(labelled, truth, "Unknown")
-    CGMVAE.setup_anndata(adata, condition_key="condition", labels_key="semi")
-    model = CGMVAE(adata)
-    model.train(max_epochs=KANG_EPOCHS, enable_progress_bar=False)
     accuracy = np.mean(model.predict()[~labelled] == truth[~labelled])
     assert accuracy > KANG_ACCURACY_FLOOR, accuracy
 
 
-KANG_EPOCHS = 100
-KANG_ACCURACY_FLOOR = 0.79
+# measured 0.957 and 0.960 with seeds 0 and 1 (100 epochs, 2,000 HVGs); scANVI: 0.79
+KANG_ACCURACY_FLOOR = 0.90
 
 
 def test_clustering_scores_and_mapping():
@@ -231,3 +227,15 @@ def test_anndata_not_modified_beyond_registration(toy_counts, max_epochs):
     pd.testing.assert_frame_equal(toy_counts.obs[before_obs.columns], before_obs)
     added = set(toy_counts.obs.columns) - set(before_obs.columns)
     assert all(col.startswith("_scvi") for col in added), added
+
+
+def test_continued_training_runs_in_train_mode(toy_counts):
+    GMVAE.setup_anndata(toy_counts)
+    model = GMVAE(toy_counts, n_components=5)
+    model.train(max_epochs=1, enable_progress_bar=False)
+    batch_norm = next(m for m in model.module.encoder.modules() if isinstance(m, nn.BatchNorm1d))
+    before = batch_norm.running_mean.clone()
+    model.train(max_epochs=1, enable_progress_bar=False)
+    # running statistics only move in train mode
+    assert not torch.equal(before, batch_norm.running_mean)
+    assert len(model.history["train_loss"]) == 2

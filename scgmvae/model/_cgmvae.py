@@ -117,6 +117,7 @@ class CGMVAE(BaseGMVAE):
         adata: AnnData,
         target_condition: str,
         route: Literal["w", "z"] = "w",
+        values: Literal["sample", "mean"] = "sample",
         batch_size: int | None = None,
     ) -> AnnData:
         """Predict how cells would look under another condition (thesis §11.3).
@@ -135,6 +136,10 @@ class CGMVAE(BaseGMVAE):
             A registered condition, e.g. ``"stimulated"``.
         route
             Decode through ``w`` and the mixture component, or straight from ``z``.
+        values
+            ``"sample"``: counts drawn from the likelihood at each cell's library size, then
+            log-normalised like real data; ``"mean"``: the decoder's expected expression,
+            log-normalised (smoother, but above real log-means for lowly expressed genes).
         batch_size
             Minibatch size of the forward passes.
 
@@ -142,9 +147,9 @@ class CGMVAE(BaseGMVAE):
         -------
         AnnData with one row per input cell and the input's ``var_names``: ``.X`` holds the
         predicted expression as log1p of counts normalised to 10,000 per cell (scanpy's
-        ``normalize_total(target_sum=1e4)`` + ``log1p``) for count likelihoods, or in the data's
-        own space for the Gaussian likelihood. ``.obs`` is the input's plus
-        ``source_condition`` and ``target_condition``.
+        ``normalize_total(target_sum=1e4)`` + ``log1p``) for count likelihoods, with the
+        counts in ``layers["counts"]``, or in the data's own space otherwise. ``.obs`` is the
+        input's plus ``source_condition`` and ``target_condition``.
         """
         import anndata
 
@@ -155,7 +160,7 @@ class CGMVAE(BaseGMVAE):
         adata = self._validate_anndata(adata)
         module = self.module
         module.eval()
-        predicted = []
+        predicted, counts = [], []
         for tensors in self._make_data_loader(adata=adata, batch_size=batch_size):
             inputs = module._get_inference_input(tensors)
             outputs = module.inference(**inputs)
@@ -170,12 +175,18 @@ class CGMVAE(BaseGMVAE):
                 component = torch.where(known, labels, component)
                 means, _ = module.mixture_components(outputs[W_KEY], target)
                 z = means[torch.arange(n), component]
-            _, expression = module.decode(z, outputs["library"], target)
-            predicted.append(self._to_output_space(expression))
+            px, expression = module.decode(z, outputs["library"], target)
+            block, block_counts = self._to_output_space(px, expression, values)
+            predicted.append(block)
+            if block_counts is not None:
+                counts.append(block_counts)
         obs = adata.obs.copy()
         condition_key = self.adata_manager.registry[_SETUP_ARGS_KEY]["condition_key"]
         obs["source_condition"] = adata.obs[condition_key].astype(str).to_numpy()
         obs["target_condition"] = target_condition
-        return anndata.AnnData(
+        result = anndata.AnnData(
             X=np.concatenate(predicted).astype(np.float32), obs=obs, var=adata.var.copy()
         )
+        if counts:
+            result.layers["counts"] = np.concatenate(counts).astype(np.float32)
+        return result

@@ -139,6 +139,7 @@ class GMVAEModule(BaseModuleClass):
         latent_bound: float = 10.0,
         log_var_bound: float = 9.0,
         component_init_scale: float = 0.0,
+        condition_in_prior: bool = True,
         library_log_means: torch.Tensor | None = None,
         library_log_vars: torch.Tensor | None = None,
     ):
@@ -169,6 +170,8 @@ class GMVAEModule(BaseModuleClass):
         self.normal_variance = normal_variance
         self.latent_bound = latent_bound
         self.log_var_bound = log_var_bound
+        # False trains every cell with the unsupervised loss (Leiden-guided training, §5.5)
+        self.use_labels = True
 
         cat_list = [n_conditions] if n_conditions > 1 else []
         n_lib = max(n_conditions, 1)
@@ -203,8 +206,13 @@ class GMVAEModule(BaseModuleClass):
         )
         self.d_log_concentration = nn.Linear(n_hidden, n_components)
         # p(z|w,y,c): one network maps (w, c) to the K means and variances
+        self.condition_in_prior = condition_in_prior
         self.component_decoder = FCLayers(
-            n_latent_w, n_hidden, n_cat_list=cat_list, n_hidden=n_hidden, dropout_rate=0
+            n_latent_w,
+            n_hidden,
+            n_cat_list=cat_list if condition_in_prior else [],
+            n_hidden=n_hidden,
+            dropout_rate=0,
         )
         self.component_head = _GaussianHead(
             n_hidden, n_components * n_latent, latent_bound, log_var_bound
@@ -305,7 +313,8 @@ class GMVAEModule(BaseModuleClass):
         self, w: torch.Tensor, condition: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Means and variances of ``p(z|w,y,c)`` for all components: ``(n, K, n_latent)``."""
-        h = self.component_decoder(w, *self._condition_args(condition))
+        cond = self._condition_args(condition) if self.condition_in_prior else ()
+        h = self.component_decoder(w, *cond)
         means, variances = self.component_head(h)
         shape = (w.shape[0], self.n_components, self.n_latent)
         return means.reshape(shape), variances.reshape(shape)
@@ -389,7 +398,7 @@ class GMVAEModule(BaseModuleClass):
         log_d = torch.log(inference_outputs[D_KEY].clamp(min=1e-8))
 
         labels = tensors.get(REGISTRY_KEYS.LABELS_KEY)
-        if labels is None or self.n_labels == 0:
+        if labels is None or self.n_labels == 0 or not self.use_labels:
             labelled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
             label_idx = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
         else:

@@ -1,11 +1,14 @@
 from ._clusters import clustering_scores, map_components
 from ._embed import embed
+from ._leiden import leiden_clusters, leiden_guided_train
 from ._perturbation import evaluate_perturbation, log_normalize, top_degs
 
 __all__ = [
     "clustering_scores",
     "embed",
     "evaluate_perturbation",
+    "leiden_clusters",
+    "leiden_guided_train",
     "log_normalize",
     "map_components",
     "top_degs",

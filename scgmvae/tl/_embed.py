@@ -46,9 +46,9 @@ def embed(model: BaseGMVAE, adata: AnnData | None = None, batch_size: int | None
     adata.obs[COMPONENT_KEY] = pd.Categorical(
         probs.argmax(1), categories=range(probs.shape[1])
     ).remove_unused_categories()
-    if model.label_names_:
+    if model.label_names:
         adata.obs[PREDICTION_KEY] = pd.Categorical(
-            model.predict(adata, batch_size=batch_size), categories=model.label_names_
+            model.predict(adata, batch_size=batch_size), categories=model.label_names
         )
     logger.info(
         "Added obsm[%r], obsm[%r] and obs[%r] to the AnnData.", Z_KEY, W_KEY, COMPONENT_KEY
