@@ -37,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-epochs", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads; on small machines two OpenMP threads run slower than one",
+    )
+    parser.add_argument(
         "--labelled-fraction",
         type=float,
         default=0.0,
@@ -46,9 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     import scvi
+    import torch
 
     import scgmvae
 
+    torch.set_num_threads(args.threads)
     scvi.settings.seed = args.seed
     adata, labels_key, condition_key, likelihood, n_labels = _load(args.dataset, args.seed)
     truth = adata.obs[labels_key].astype(str).to_numpy()

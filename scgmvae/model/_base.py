@@ -260,7 +260,21 @@ class BaseGMVAE(VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
         indices: Sequence[int] | None = None,
         batch_size: int | None = None,
     ) -> np.ndarray:
-        """``q(y|z,c)`` at the posterior mean of ``z``: shape ``(n_cells, n_components)``."""
+        """The mixture-component probabilities ``q(y|z,c)`` at the posterior mean of ``z``.
+
+        Parameters
+        ----------
+        adata
+            AnnData with the registered genes; defaults to the one the model was set up with.
+        indices
+            Cells of ``adata`` to use; all by default.
+        batch_size
+            Minibatch size of the forward passes.
+
+        Returns
+        -------
+        Array of shape ``(n_cells, n_components)`` whose rows sum to one.
+        """
         self._check_if_trained(warn=False)
         adata = self._validate_anndata(adata)
         probs = []
@@ -354,7 +368,7 @@ class BaseGMVAE(VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
         n_samples: int = 100,
         conditions: Sequence[str] | None = None,
         components: Sequence[int] | None = None,
-        sample_z: bool = True,
+        sample_z: bool = False,
         values: Literal["sample", "mean"] = "sample",
     ) -> AnnData:
         """Generate synthetic cells from the prior (thesis §11.4).
@@ -371,7 +385,10 @@ class BaseGMVAE(VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
         components
             Mixture components to generate; all by default.
         sample_z
-            Sample ``z`` from each component; ``False`` takes the component means.
+            Sample ``z`` from each component rather than take the component means (as the
+            thesis does). Sampled ``z`` adds the spread of the component to that of ``w``; on
+            Kang it makes generated cells harder to tell apart by type (kNN on real cells:
+            0.72 against 0.83 for the means).
         values
             ``"sample"``: cells drawn from the likelihood, like real cells; ``"mean"``: the
             decoder's expected expression.

@@ -134,12 +134,10 @@ class GMVAEModule(BaseModuleClass):
         gene_likelihood: GeneLikelihood = "nb",
         w_prior: Literal["fixed", "learned"] = "fixed",
         dirichlet_alpha: float = 1.0,
-        classification_weight: float = 1.0,
+        classification_weight: float = 10.0,
         normal_variance: Literal["learned", "fixed"] = "learned",
         latent_bound: float = 10.0,
         log_var_bound: float = 9.0,
-        component_init_scale: float = 0.0,
-        condition_in_prior: bool = True,
         library_log_means: torch.Tensor | None = None,
         library_log_vars: torch.Tensor | None = None,
     ):
@@ -206,19 +204,12 @@ class GMVAEModule(BaseModuleClass):
         )
         self.d_log_concentration = nn.Linear(n_hidden, n_components)
         # p(z|w,y,c): one network maps (w, c) to the K means and variances
-        self.condition_in_prior = condition_in_prior
         self.component_decoder = FCLayers(
-            n_latent_w,
-            n_hidden,
-            n_cat_list=cat_list if condition_in_prior else [],
-            n_hidden=n_hidden,
-            dropout_rate=0,
+            n_latent_w, n_hidden, n_cat_list=cat_list, n_hidden=n_hidden, dropout_rate=0
         )
         self.component_head = _GaussianHead(
             n_hidden, n_components * n_latent, latent_bound, log_var_bound
         )
-        if component_init_scale > 0:
-            nn.init.normal_(self.component_head.mean.bias, std=component_init_scale)
         if w_prior == "learned":
             self.pw_mean = nn.Parameter(torch.zeros(n_lib, n_latent_w))
             self.pw_log_var = nn.Parameter(torch.zeros(n_lib, n_latent_w))
@@ -313,8 +304,7 @@ class GMVAEModule(BaseModuleClass):
         self, w: torch.Tensor, condition: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Means and variances of ``p(z|w,y,c)`` for all components: ``(n, K, n_latent)``."""
-        cond = self._condition_args(condition) if self.condition_in_prior else ()
-        h = self.component_decoder(w, *cond)
+        h = self.component_decoder(w, *self._condition_args(condition))
         means, variances = self.component_head(h)
         shape = (w.shape[0], self.n_components, self.n_latent)
         return means.reshape(shape), variances.reshape(shape)

@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import pandas as pd
     from anndata import AnnData
 
     from scgmvae.model import BaseGMVAE
@@ -19,7 +20,7 @@ def leiden_clusters(
     layer: str | None = None,
     n_top_genes: int | None = 2000,
     seed: int = 0,
-):
+) -> pd.Series:
     """Leiden clusters on the PCA of log-normalised data, computed on a copy of ``adata``.
 
     Parameters
