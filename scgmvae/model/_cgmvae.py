@@ -9,10 +9,11 @@ import numpy as np
 import torch
 from scvi import REGISTRY_KEYS
 from scvi.data._constants import _SETUP_ARGS_KEY
+from scvi.module._constants import MODULE_KEYS
 
 from scgmvae.model._base import BaseGMVAE
 from scgmvae.model._gmvae import _register
-from scgmvae.module._gmvae import W_KEY
+from scgmvae.module._gmvae import QW_KEY
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -164,16 +165,18 @@ class CGMVAE(BaseGMVAE):
         for tensors in self._make_data_loader(adata=adata, batch_size=batch_size):
             inputs = module._get_inference_input(tensors)
             outputs = module.inference(**inputs)
-            n = outputs["z"].shape[0]
-            target = torch.full((n, 1), target_code, device=outputs["z"].device)
+            # posterior means: the best single guess the model has of each cell
+            z_mean = outputs[MODULE_KEYS.QZ_KEY].loc
+            n = z_mean.shape[0]
+            target = torch.full((n, 1), target_code, device=z_mean.device)
             if route == "z":
-                z = outputs["z"]
+                z = z_mean
             else:
-                component = module.component_probs(outputs["z"], inputs["condition"]).argmax(-1)
+                component = module.component_probs(z_mean, inputs["condition"]).argmax(-1)
                 labels = tensors[REGISTRY_KEYS.LABELS_KEY].reshape(-1).long()
                 known = labels < module.n_labels
                 component = torch.where(known, labels, component)
-                means, _ = module.mixture_components(outputs[W_KEY], target)
+                means, _ = module.mixture_components(outputs[QW_KEY].loc, target)
                 z = means[torch.arange(n), component]
             px, expression = module.decode(z, outputs["library"], target)
             block, block_counts = self._to_output_space(px, expression, values)

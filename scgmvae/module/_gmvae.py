@@ -278,17 +278,16 @@ class GMVAEModule(BaseModuleClass):
         qw_mean, qw_var = self.w_head(h)
         qz = Normal(qz_mean, qz_var.sqrt())
         qw = Normal(qw_mean, qw_var.sqrt())
-        z = qz.rsample() if self.training else qz_mean
-        w = qw.rsample() if self.training else qw_mean
-        z = _bounded(z, self.latent_bound)
-        w = _bounded(w, self.latent_bound)
+        # one sample per cell, as scvi-tools does; callers that want the mean read qz.loc
+        z = _bounded(qz.rsample(), self.latent_bound)
+        w = _bounded(qw.rsample(), self.latent_bound)
         probs_y = self.component_probs(z, condition)
         # Concentrations in [1e-3, 1e3]: Dirichlet sampling is unstable outside this range.
         concentration = torch.exp(
             _bounded(self.d_log_concentration(self.d_encoder(z, *cond)), math.log(1e3))
         )
         qd = Dirichlet(concentration)
-        d = qd.rsample() if self.training else qd.mean
+        d = qd.rsample()
         return {
             MODULE_KEYS.QZ_KEY: qz,
             MODULE_KEYS.Z_KEY: z,
