@@ -239,3 +239,40 @@ def test_continued_training_runs_in_train_mode(toy_counts):
     # running statistics only move in train mode
     assert not torch.equal(before, batch_norm.running_mean)
     assert len(model.history["train_loss"]) == 2
+
+
+@pytest.mark.parametrize("gene_likelihood", ["nb", "zinb", "poisson"])
+def test_training_is_stable_on_messy_counts(gene_likelihood):
+    """Cells scaled x1000, all-zero genes and all-zero cells: finite loss and latents."""
+    adata = scgmvae.datasets.toy_blobs(n_cells_per_group=30, counts=True, seed=5)
+    adata.X[:3] *= 1000
+    adata.X[:, :2] = 0
+    adata.X[10:13] = 0
+    CGMVAE.setup_anndata(adata, condition_key="condition")
+    model = CGMVAE(adata, n_components=5, gene_likelihood=gene_likelihood)
+    model.train(max_epochs=20, enable_progress_bar=False)
+    assert np.all(np.isfinite(model.history["train_loss"].to_numpy(dtype=float)))
+    for representation in ("z", "w"):
+        assert np.all(np.isfinite(model.get_latent_representation(representation=representation)))
+    assert np.all(np.isfinite(model.predict(soft=True).to_numpy()))
+
+
+def test_query_mapping_kang_by_condition(kang_hvg):
+    """Thesis §9.2: a reference trained on control cells labels the stimulated cells."""
+    reference = kang_hvg[kang_hvg.obs["condition"] == "control"].copy()
+    query = kang_hvg[kang_hvg.obs["condition"] == "stimulated"].copy()
+    truth = query.obs["cell_type"].astype(str).to_numpy()
+    query.obs["cell_type"] = "Unknown"
+    CGMVAE.setup_anndata(reference, condition_key="condition", labels_key="cell_type")
+    model = CGMVAE(reference)
+    model.train(max_epochs=100, enable_progress_bar=False)
+    mapped = CGMVAE.load_query_data(query, model)
+    assert mapped.condition_names == ["control", "stimulated"]
+    mapped.train(max_epochs=30, enable_progress_bar=False, plan_kwargs={"weight_decay": 0.0})
+    accuracy = np.mean(mapped.predict() == truth)
+    assert accuracy > QUERY_ACCURACY_FLOOR, accuracy
+    assert mapped.get_latent_representation().shape == (query.n_obs, 10)
+
+
+# measured 0.907 (seed 0, 100 + 30 epochs, 2,000 HVGs)
+QUERY_ACCURACY_FLOOR = 0.85
