@@ -276,3 +276,17 @@ def test_query_mapping_kang_by_condition(kang_hvg):
 
 # measured 0.907 (seed 0, 100 + 30 epochs, 2,000 HVGs)
 QUERY_ACCURACY_FLOOR = 0.85
+
+
+def test_early_stopping_and_validation_metrics(toy_counts):
+    GMVAE.setup_anndata(toy_counts)
+    model = GMVAE(toy_counts, n_components=5)
+    model.train(
+        max_epochs=50,
+        early_stopping=True,
+        early_stopping_patience=2,
+        early_stopping_min_delta=1e9,  # no epoch improves enough: stops after the patience
+        enable_progress_bar=False,
+    )
+    assert len(model.history["elbo_validation"]) < 50
+    assert "kl_z_validation" in model.history
