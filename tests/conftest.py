@@ -38,7 +38,7 @@ def data_dir() -> Path:
     """The shared data folder: $SCGMVAE_DATA_DIR, else ../shared/data beside the repository."""
     path = Path(
         os.environ.get("SCGMVAE_DATA_DIR", Path(__file__).resolve().parents[2] / "shared/data")
-    )
+    ).resolve()  # absolute: subprocesses and notebooks run in other folders
     if not (path / KANG_FILE).exists():
         pytest.fail(
             f"{KANG_FILE} not found in {path}; set SCGMVAE_DATA_DIR to the folder holding it."
