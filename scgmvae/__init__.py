@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, model, module, pl, tl
+from . import datasets, model, module, pl, tl, train
 
 try:
     __version__ = version("scgmvae")
@@ -14,4 +14,4 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-__all__ = ["datasets", "model", "module", "pl", "tl"]
+__all__ = ["datasets", "model", "module", "pl", "tl", "train"]

@@ -27,18 +27,24 @@ def _matrix(adata: AnnData, layer: str | None):
     return adata.layers[layer]
 
 
-def _value_chunks(matrix) -> Iterator[np.ndarray]:
-    """Stored values in row chunks, so sparse and backed matrices are never densified whole."""
+def _row_chunks(matrix) -> Iterator[np.ndarray | sparse.spmatrix]:
+    """In-memory row chunks, so sparse and backed matrices are never densified whole."""
     n_rows = matrix.shape[0]
     for start in range(0, n_rows, _CHUNK_ROWS):
         chunk = matrix[start : start + _CHUNK_ROWS]
-        if sparse.issparse(chunk):
-            yield np.asarray(chunk.data)
-        elif hasattr(chunk, "to_memory"):
-            # anndata's backed sparse datasets
-            yield np.asarray(chunk.to_memory().data)
-        else:
-            yield np.asarray(chunk).ravel()
+        # anndata's backed sparse datasets load with to_memory()
+        yield chunk.to_memory() if hasattr(chunk, "to_memory") else chunk
+
+
+def _value_chunks(matrix) -> Iterator[np.ndarray]:
+    """Stored values in row chunks."""
+    for chunk in _row_chunks(matrix):
+        yield np.asarray(chunk.data) if sparse.issparse(chunk) else np.asarray(chunk).ravel()
+
+
+def row_sums(matrix) -> np.ndarray:
+    """Per-row totals of a dense, sparse or backed matrix, computed chunk by chunk."""
+    return np.concatenate([np.asarray(chunk.sum(axis=1)).ravel() for chunk in _row_chunks(matrix)])
 
 
 def check_obs_key(adata: AnnData, key: str | None, what: str) -> None:

@@ -12,7 +12,9 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@pytest.mark.parametrize("script", ["perturbation.py", "semi_supervised.py"])
+@pytest.mark.parametrize(
+    "script", ["clustering.py", "perturbation.py", "semi_supervised.py", "speed.py"]
+)
 def test_benchmark_smoke(script, data_dir):
     table = BENCHMARKS.parent / "docs" / "benchmarks.md"
     before = table.read_text() if table.exists() else None

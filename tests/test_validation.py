@@ -107,6 +107,9 @@ def test_unknown_likelihood_and_prior(toy):
         GMVAE(toy, gene_likelihood="gauss")
     with pytest.raises(ValueError, match="w_prior='flat' is not supported"):
         GMVAE(toy, w_prior="flat")
+    CGMVAE.setup_anndata(toy, condition_key="condition")
+    with pytest.raises(ValueError, match="condition_effect='additive' is not supported"):
+        CGMVAE(toy, condition_effect="additive")
 
 
 def test_different_genes_rejected(trained, toy):

@@ -16,6 +16,7 @@ from scvi.model.base import ArchesMixin, BaseModelClass, UnsupervisedTrainingMix
 from scgmvae import _validation
 from scgmvae.module import GMVAEModule
 from scgmvae.module._gmvae import CONDITION_KEY, QW_KEY
+from scgmvae.train import GMVAETrainingPlan
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -36,6 +37,7 @@ class BaseGMVAE(VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
     """Model logic shared by :class:`~scgmvae.model.GMVAE` and :class:`~scgmvae.model.CGMVAE`."""
 
     _module_cls = GMVAEModule
+    _training_plan_cls = GMVAETrainingPlan
 
     def __init__(
         self,
@@ -117,7 +119,7 @@ class BaseGMVAE(VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
     def _library_size_stats(self, layer: str | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of the log library size per condition (for generating cells)."""
         matrix = self.adata.X if layer is None else self.adata.layers[layer]
-        totals = np.asarray(matrix.sum(axis=1)).ravel()
+        totals = _validation.row_sums(matrix)
         log_lib = np.log(np.clip(totals, 1.0, None))
         n_conditions = max(len(self.condition_names), 1)
         if n_conditions == 1:
@@ -192,6 +194,38 @@ class BaseGMVAE(VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
         # training) would run without dropout, batch-norm updates or latent sampling.
         self.module.train()
         return super().train(max_epochs=max_epochs, plan_kwargs=plan_kwargs, **kwargs)
+
+    @classmethod
+    def load_query_data(
+        cls, adata: AnnData | None = None, reference_model=None, **kwargs
+    ) -> BaseGMVAE:
+        """Build a query model from a trained reference (scArches, thesis §9.2).
+
+        scvi-tools' :meth:`~scvi.model.base.ArchesMixin.load_query_data`, which freezes the
+        reference weights and trains only those of new categories (e.g. new conditions). The
+        learned condition shifts (``condition_effect="shift"``) stay trainable, so a new
+        condition learns its own move in ``z``; those of the reference conditions get no
+        gradient from cells of new conditions.
+
+        Parameters
+        ----------
+        adata
+            Query data with the reference genes, set up like the reference (categories may be
+            new).
+        reference_model
+            A trained model, or the folder it was saved to.
+        **kwargs
+            Passed to :meth:`~scvi.model.base.ArchesMixin.load_query_data`.
+
+        Returns
+        -------
+        The query model, ready for ``train()``.
+        """
+        model = super().load_query_data(adata, reference_model, **kwargs)
+        shift = getattr(model.module, "condition_shift", None)
+        if shift is not None:
+            shift.requires_grad_(True)
+        return model
 
     # -- inference -------------------------------------------------------------------------
 

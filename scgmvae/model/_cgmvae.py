@@ -24,10 +24,16 @@ logger = logging.getLogger(__name__)
 class CGMVAE(BaseGMVAE):
     """Conditional Gaussian-mixture VAE (thesis §5.6).
 
-    The :class:`~scgmvae.model.GMVAE` with an observed condition (e.g. control/stimulated)
-    fed as a one-hot vector to every sub-network. With the default fixed prior on ``w`` the
-    condition is removed from ``w`` and the decoder puts it back, so cells can be decoded
-    under another condition (:meth:`predict_perturbation`).
+    The :class:`~scgmvae.model.GMVAE` with an observed condition (e.g. control/stimulated),
+    fed as a one-hot vector to the encoders. In the generative model the condition moves the
+    mixture components in ``z`` by one learned vector per condition (``condition_effect=
+    "shift"``, default), or is an input of every generative network as in the thesis
+    (``"network"``). Either way cells can be decoded under another condition
+    (:meth:`predict_perturbation`). The shift predicts held-out stimulated cell types of the
+    Kang data far better (top-100-DEG R² on CD4 Naive T 0.80 against 0.48; see the
+    benchmarks page), because the one move it learns applies to every cell type, while the
+    networks learn type-specific responses that do not transfer to a type never seen
+    stimulated. Semi-supervised accuracy is the same with both.
 
     Parameters
     ----------
@@ -55,6 +61,10 @@ class CGMVAE(BaseGMVAE):
         Concentration of the symmetric Dirichlet prior on the mixture weights.
     classification_weight
         Weight of the classification term ``-log q(y|z)`` of labelled cells.
+    condition_effect
+        ``"shift"``: ``p(z|w,y,c)`` is ``p(z|w,y)`` moved by a learned vector per condition,
+        and ``p(x|z)`` does not see the condition; ``"network"``: the condition is an input of
+        ``p(z|w,y,c)`` and ``p(x|z,c)`` (thesis §5.6).
     **module_kwargs
         Passed to :class:`~scgmvae.module.GMVAEModule`.
 
@@ -66,6 +76,40 @@ class CGMVAE(BaseGMVAE):
     >>> model = scgmvae.model.CGMVAE(adata, n_components=5)
     >>> model.train(max_epochs=50)
     """
+
+    def __init__(
+        self,
+        adata: AnnData | None = None,
+        n_components: int | None = None,
+        n_latent: int = 10,
+        n_latent_w: int = 10,
+        n_hidden: int = 128,
+        n_layers: int = 1,
+        dropout_rate: float = 0.1,
+        gene_likelihood: Literal["nb", "zinb", "poisson", "normal", "bernoulli"] = "nb",
+        w_prior: Literal["fixed", "learned"] = "fixed",
+        dirichlet_alpha: float = 1.0,
+        classification_weight: float = 10.0,
+        condition_effect: Literal["shift", "network"] = "shift",
+        **module_kwargs,
+    ):
+        super().__init__(
+            adata,
+            n_components=n_components,
+            n_latent=n_latent,
+            n_latent_w=n_latent_w,
+            n_hidden=n_hidden,
+            n_layers=n_layers,
+            dropout_rate=dropout_rate,
+            gene_likelihood=gene_likelihood,
+            w_prior=w_prior,
+            dirichlet_alpha=dirichlet_alpha,
+            classification_weight=classification_weight,
+            condition_effect=condition_effect,
+            **module_kwargs,
+        )
+        self._model_summary_string += f", condition_effect: {condition_effect}"
+        self.init_params_ = self._get_init_params(locals())
 
     @classmethod
     def setup_anndata(
@@ -170,7 +214,12 @@ class CGMVAE(BaseGMVAE):
             n = z_mean.shape[0]
             target = torch.full((n, 1), target_code, device=z_mean.device)
             if route == "z":
-                z = z_mean
+                # zero unless condition_effect="shift": then the one learned move in z space
+                z = (
+                    z_mean
+                    + module.latent_shift(target, n, z_mean.device)
+                    - module.latent_shift(inputs["condition"], n, z_mean.device)
+                )
             else:
                 component = module.component_probs(z_mean, inputs["condition"]).argmax(-1)
                 labels = tensors[REGISTRY_KEYS.LABELS_KEY].reshape(-1).long()

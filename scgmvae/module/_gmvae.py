@@ -22,6 +22,7 @@ GeneLikelihood = Literal["nb", "zinb", "poisson", "normal", "bernoulli"]
 COUNT_LIKELIHOODS = ("nb", "zinb", "poisson")
 LIKELIHOODS = (*COUNT_LIKELIHOODS, "normal", "bernoulli")
 W_PRIORS = ("fixed", "learned")
+CONDITION_EFFECTS = ("network", "shift")
 
 CONDITION_KEY = "condition"
 """Registry key of the condition field (CGMVAE)."""
@@ -107,6 +108,12 @@ class GMVAEModule(BaseModuleClass):
         Concentration of the symmetric Dirichlet prior ``p(d)``.
     classification_weight
         Weight of ``-log q(y|z)`` for labelled cells.
+    condition_effect
+        How the condition acts on the generative model (CGMVAE). ``"network"``: the one-hot
+        condition is an input of ``p(z|w,y,c)`` and ``p(x|z,c)`` (thesis §5.6); ``"shift"``:
+        ``p(z|w,y,c)`` is ``p(z|w,y)`` shifted by a learned vector per condition, shared by all
+        components, and ``p(x|z)`` does not see the condition, so a condition change is one
+        move in latent space that applies to every cell type (learned latent arithmetic).
     normal_variance
         For ``gene_likelihood="normal"``: a gene-wise learned variance (with a floor) or 1.
     latent_bound
@@ -135,6 +142,7 @@ class GMVAEModule(BaseModuleClass):
         w_prior: Literal["fixed", "learned"] = "fixed",
         dirichlet_alpha: float = 1.0,
         classification_weight: float = 10.0,
+        condition_effect: Literal["network", "shift"] = "network",
         normal_variance: Literal["learned", "fixed"] = "learned",
         latent_bound: float = 10.0,
         log_var_bound: float = 9.0,
@@ -152,6 +160,11 @@ class GMVAEModule(BaseModuleClass):
             raise ValueError(
                 f"n_components={n_components} is smaller than the number of labels "
                 f"({n_labels}); use n_components >= {max(n_labels, 1)}."
+            )
+        if condition_effect not in CONDITION_EFFECTS:
+            raise ValueError(
+                f"condition_effect={condition_effect!r} is not supported; use one of "
+                f"{CONDITION_EFFECTS}."
             )
         if dirichlet_alpha <= 0:
             raise ValueError(f"dirichlet_alpha must be positive, got {dirichlet_alpha}.")
@@ -172,6 +185,13 @@ class GMVAEModule(BaseModuleClass):
         self.use_labels = True
 
         cat_list = [n_conditions] if n_conditions > 1 else []
+        if n_conditions == 0:
+            # GMVAE: nothing to shift. A CGMVAE with one condition keeps its shift, so that
+            # query data with new conditions can extend it (scArches).
+            condition_effect = "network"
+        self.condition_effect = condition_effect
+        # with a latent shift, the generative networks do not see the condition
+        generative_cat_list = cat_list if condition_effect == "network" else []
         n_lib = max(n_conditions, 1)
         self.register_buffer(
             "library_log_means",
@@ -205,11 +225,13 @@ class GMVAEModule(BaseModuleClass):
         self.d_log_concentration = nn.Linear(n_hidden, n_components)
         # p(z|w,y,c): one network maps (w, c) to the K means and variances
         self.component_decoder = FCLayers(
-            n_latent_w, n_hidden, n_cat_list=cat_list, n_hidden=n_hidden, dropout_rate=0
+            n_latent_w, n_hidden, n_cat_list=generative_cat_list, n_hidden=n_hidden, dropout_rate=0
         )
         self.component_head = _GaussianHead(
             n_hidden, n_components * n_latent, latent_bound, log_var_bound
         )
+        if condition_effect == "shift":
+            self.condition_shift = nn.Parameter(torch.zeros(n_lib, n_latent))
         if w_prior == "learned":
             self.pw_mean = nn.Parameter(torch.zeros(n_lib, n_latent_w))
             self.pw_log_var = nn.Parameter(torch.zeros(n_lib, n_latent_w))
@@ -217,7 +239,7 @@ class GMVAEModule(BaseModuleClass):
         self.decoder = FCLayers(
             n_latent,
             n_hidden,
-            n_cat_list=cat_list,
+            n_cat_list=generative_cat_list,
             n_layers=n_layers,
             n_hidden=n_hidden,
             dropout_rate=0,
@@ -236,6 +258,17 @@ class GMVAEModule(BaseModuleClass):
 
     def _condition_args(self, condition: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         return (condition.long(),) if self.n_conditions > 1 else ()
+
+    def _generative_condition_args(
+        self, condition: torch.Tensor | None
+    ) -> tuple[torch.Tensor, ...]:
+        return self._condition_args(condition) if self.condition_effect == "network" else ()
+
+    def latent_shift(self, condition: torch.Tensor | None, n: int, device) -> torch.Tensor:
+        """The condition's move in ``z`` space (zeros unless ``condition_effect="shift"``)."""
+        if self.condition_effect != "shift":
+            return torch.zeros(n, self.n_latent, device=device)
+        return self.condition_shift[self._condition_index(condition, n, device)]
 
     def _condition_index(self, condition: torch.Tensor | None, n: int, device) -> torch.Tensor:
         if condition is None or self.n_conditions <= 1:
@@ -303,10 +336,11 @@ class GMVAEModule(BaseModuleClass):
         self, w: torch.Tensor, condition: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Means and variances of ``p(z|w,y,c)`` for all components: ``(n, K, n_latent)``."""
-        h = self.component_decoder(w, *self._condition_args(condition))
+        h = self.component_decoder(w, *self._generative_condition_args(condition))
         means, variances = self.component_head(h)
         shape = (w.shape[0], self.n_components, self.n_latent)
-        return means.reshape(shape), variances.reshape(shape)
+        shift = self.latent_shift(condition, w.shape[0], w.device)
+        return means.reshape(shape) + shift[:, None, :], variances.reshape(shape)
 
     def w_prior_distribution(self, condition: torch.Tensor | None, n: int, device) -> Normal:
         """``p(w|c)``."""
@@ -321,7 +355,7 @@ class GMVAEModule(BaseModuleClass):
         self, z: torch.Tensor, library: torch.Tensor, condition: torch.Tensor | None = None
     ) -> tuple[torch.distributions.Distribution, torch.Tensor]:
         """``p(x|z,c)`` and the normalised expression (``scale``; the mean for non-counts)."""
-        h = self.decoder(z, *self._condition_args(condition))
+        h = self.decoder(z, *self._generative_condition_args(condition))
         out = self.px_head(h)
         if self.gene_likelihood == "normal":
             var = (

@@ -1,0 +1,137 @@
+"""Unsupervised clustering: GMVAE / CGMVAE against Leiden on PCA and Leiden on scVI's latent.
+
+Datasets: the 832-cell Kang file (``cell_type``, raw counts on 2,000 HVGs, NB likelihood),
+scanpy's ``pbmc68k_reduced`` (``bulk_labels``, its scaled ``.X`` with the Gaussian likelihood:
+it ships no counts) and ``toy_blobs`` (``cell_type``, counts). Methods: GMVAE and CGMVAE with K
+= the number of labels and over-clustered with K = 2x, Leiden-guided GMVAE (thesis §5.5: Leiden
+clusters as labels, then unsupervised), Leiden on PCA (scanpy defaults: log1p CP10k for counts,
+50 PCs, 15 neighbours, resolution 1) and Leiden on the latent space of scVI. Labels are never
+shown to any method; scores from ``scgmvae.tl.clustering_scores``.
+
+    python benchmarks/clustering.py            # 3 datasets x 3 seeds -> docs/benchmarks.md
+    python benchmarks/clustering.py --smoke    # toy data, 1 seed, 2 epochs (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pandas as pd
+import scanpy as sc
+import scvi
+from _common import kang, mean_sd, setup_threads, write_section
+
+import scgmvae
+
+METRICS = ("ari", "nmi", "accuracy_majority", "accuracy_hungarian", "n_clusters")
+
+
+def load(name: str) -> tuple[sc.AnnData, str, str]:
+    """The data, its label column and the likelihood to use."""
+    if name == "kang":
+        return kang(), "cell_type", "nb"
+    if name == "pbmc68k":
+        return sc.datasets.pbmc68k_reduced(), "bulk_labels", "normal"
+    return scgmvae.datasets.toy_blobs(counts=True, seed=0), "cell_type", "nb"
+
+
+def _leiden_on(latent: np.ndarray, seed: int) -> np.ndarray:
+    work = sc.AnnData(X=np.zeros((latent.shape[0], 1), dtype=np.float32))
+    work.obsm["X_latent"] = latent
+    sc.pp.neighbors(work, use_rep="X_latent", random_state=seed)
+    sc.tl.leiden(work, random_state=seed, flavor="igraph", n_iterations=2, directed=False)
+    return work.obs["leiden"].to_numpy()
+
+
+def cluster(method: str, adata, label_key: str, likelihood: str, seed: int, epochs: int):
+    """Clusters of one method on one dataset (None when the method does not apply)."""
+    n_labels = adata.obs[label_key].nunique()
+    scvi.settings.seed = seed
+    if method == "Leiden on PCA":
+        return scgmvae.tl.leiden_clusters(adata, seed=seed).to_numpy()
+    if method == "scVI + Leiden":
+        work = adata.copy()
+        scvi.model.SCVI.setup_anndata(work)
+        model = scvi.model.SCVI(work, gene_likelihood=likelihood)
+        model.train(max_epochs=epochs, enable_progress_bar=False)
+        return _leiden_on(model.get_latent_representation(), seed)
+    name, _, variant = method.partition(" ")
+    if name == "CGMVAE" and "condition" not in adata.obs:
+        return None
+    model_cls = getattr(scgmvae.model, name)
+    work = adata.copy()
+    setup = {"condition_key": "condition"} if name == "CGMVAE" else {}
+    kwargs = {"gene_likelihood": likelihood}
+    if variant == "Leiden-guided":
+        work.obs["leiden"] = scgmvae.tl.leiden_clusters(work, seed=seed)
+        model_cls.setup_anndata(work, labels_key="leiden", **setup)
+        model = model_cls(work, **kwargs)
+        scgmvae.tl.leiden_guided_train(
+            model,
+            supervised_epochs=epochs // 2,
+            unsupervised_epochs=epochs - epochs // 2,
+            enable_progress_bar=False,
+        )
+    else:
+        model_cls.setup_anndata(work, **setup)
+        k = n_labels * (2 if variant == "2K" else 1)
+        model = model_cls(work, n_components=k, **kwargs)
+        model.train(max_epochs=epochs, enable_progress_bar=False)
+    return model.predict(return_components=True)
+
+
+METHODS = (
+    "GMVAE K",
+    "GMVAE 2K",
+    "CGMVAE K",
+    "CGMVAE 2K",
+    "GMVAE Leiden-guided",
+    "Leiden on PCA",
+    "scVI + Leiden",
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny run that checks the code")
+    parser.add_argument("--max-epochs", type=int, default=100)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--datasets", nargs="*", default=["kang", "pbmc68k", "toy"])
+    args = parser.parse_args()
+    setup_threads()
+    datasets, seeds, epochs = args.datasets, range(args.seeds), args.max_epochs
+    if args.smoke:
+        datasets, seeds, epochs = ["toy"], range(1), 2
+    rows = []
+    for dataset in datasets:
+        adata, label_key, likelihood = load(dataset)
+        labels = adata.obs[label_key].astype(str).to_numpy()
+        for method in METHODS:
+            for seed in seeds:
+                clusters = cluster(method, adata, label_key, likelihood, seed, epochs)
+                if clusters is None:
+                    continue
+                scores = scgmvae.tl.clustering_scores(clusters, labels)
+                rows.append({"dataset": dataset, "method": method, "seed": seed, **scores})
+                print(rows[-1], flush=True)
+    frame = pd.DataFrame(rows)
+    if args.smoke:
+        print(frame.to_string())
+        return
+    table = frame.groupby(["dataset", "method"], sort=False)[list(METRICS)].agg(mean_sd)
+    write_section(
+        "clustering",
+        "Unsupervised clustering",
+        f"python benchmarks/clustering.py --max-epochs {epochs} --seeds {len(seeds)}",
+        table,
+        "Kang: 832 cells, 6 cell types, raw counts on 2,000 HVGs (NB). pbmc68k_reduced: 700 "
+        "cells, 10 bulk labels, scaled data (Gaussian likelihood). toy_blobs: 2,000 cells, 5 "
+        "classes x 2 conditions, counts. K: one component per label; 2K: over-clustered. "
+        "accuracy_majority maps each cluster to its most frequent label, accuracy_hungarian "
+        "one-to-one. Mean ± sd over seeds.",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from ._trainingplans import GMVAETrainingPlan
+
+__all__ = ["GMVAETrainingPlan"]

@@ -1,0 +1,38 @@
+"""Training plan of the GMVAE models."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from scvi.module.base import LossOutput
+from scvi.train import TrainingPlan
+from torchmetrics import MetricCollection
+
+logger = logging.getLogger(__name__)
+
+
+class GMVAETrainingPlan(TrainingPlan):
+    """scvi-tools' :class:`~scvi.train.TrainingPlan` that also works under DDP.
+
+    scvi-tools logs the loss terms of ``LossOutput.extra_metrics`` inside
+    ``torch.inference_mode``; with ``strategy="ddp"``, Lightning then fails to average them
+    across processes at the end of the epoch ("Inplace update to inference tensor outside
+    InferenceMode"). This plan logs them outside inference mode, so the per-term losses
+    (``kl_z_train``, ``classification_train``, ...) stay in ``model.history`` on one
+    device and on many.
+    """
+
+    def compute_and_log_metrics(
+        self, loss_output: LossOutput, metrics: dict[str, MetricCollection], mode: str
+    ) -> None:
+        super().compute_and_log_metrics(replace(loss_output, extra_metrics={}), metrics, mode)
+        for key, value in loss_output.extra_metrics.items():
+            self.log(
+                f"{key}_{mode}",
+                value.detach(),
+                on_step=self.on_step,
+                on_epoch=self.on_epoch,
+                batch_size=loss_output.n_obs_minibatch,
+                sync_dist=self.use_sync_dist,
+            )
