@@ -153,6 +153,7 @@ def main() -> None:
         print(json.dumps(worker(args.worker, args.path, args.max_epochs, args.backed, args.seed)))
         return
 
+    setup_threads()  # for the machine line of the table; each worker sets its own
     synthetic = args.dataset == "synthetic" or args.smoke
     epochs = args.max_epochs or (1 if synthetic else 50)
     seeds = args.seeds or (1 if synthetic else 3)
