@@ -123,7 +123,8 @@ def main() -> None:
     write_section(
         "clustering",
         "Unsupervised clustering",
-        f"python benchmarks/clustering.py --max-epochs {epochs} --seeds {len(seeds)}",
+        f"python benchmarks/clustering.py --max-epochs {epochs} --seeds {len(seeds)} "
+        f"--datasets {' '.join(datasets)}",
         table,
         "Kang: 832 cells, 6 cell types, raw counts on 2,000 HVGs (NB). pbmc68k_reduced: 700 "
         "cells, 10 bulk labels, scaled data (Gaussian likelihood). toy_blobs: 2,000 cells, 5 "
