@@ -188,9 +188,14 @@ def main() -> None:
     means = grouped.mean(numeric_only=True)
     table = grouped.agg(mean_sd) if seeds > 1 else means.map(lambda v: f"{v:.3f}")
     scvi_means = means.loc["scVI (in memory)"]
-    for column in ("train s/epoch", "latent s", "predict s", "peak RSS (GB)"):
-        ratio = means[column] / scvi_means[column]
-        table[f"{column.split()[0]} {column.split()[1][:3]} vs scVI"] = ratio.map("{:.2f}x".format)
+    ratios = {
+        "train s/epoch": "train time vs scVI",
+        "latent s": "latent time vs scVI",
+        "predict s": "predict time vs scVI",
+        "peak RSS (GB)": "peak RSS vs scVI",
+    }
+    for column, name in ratios.items():
+        table[name] = (means[column] / scvi_means[column]).map("{:.2f}x".format)
     name = "scale" if synthetic else "speed"
     title = (
         f"Scale: {shape[0]:,} x {shape[1]:,} sparse counts ({density:.0%} non-zero)"
