@@ -3,7 +3,8 @@
 Datasets: the 832-cell Kang file (``cell_type``, raw counts on 2,000 HVGs, NB likelihood),
 scanpy's ``pbmc68k_reduced`` (``bulk_labels``, its scaled ``.X`` with the Gaussian likelihood:
 it ships no counts) and ``toy_blobs`` (``cell_type``, counts). Methods: GMVAE and CGMVAE with K
-= the number of labels and over-clustered with K = 2x, Leiden-guided GMVAE (thesis §5.5: Leiden
+= the number of labels and over-clustered with K = 2x, the thesis' own setting on count data
+(GMVAE K with the Gaussian likelihood on log1p CP10k), Leiden-guided GMVAE (thesis §5.5: Leiden
 clusters as labels, then unsupervised), Leiden on PCA (scanpy defaults: log1p CP10k for counts,
 50 PCs, 15 neighbours, resolution 1) and Leiden on the latent space of scVI. Labels are never
 shown to any method; scores from ``scgmvae.tl.clustering_scores``.
@@ -61,6 +62,11 @@ def cluster(method: str, adata, label_key: str, likelihood: str, seed: int, epoc
         return None
     model_cls = getattr(scgmvae.model, name)
     work = adata.copy()
+    if variant.endswith(GAUSSIAN):
+        if likelihood == "normal":  # the plain K row already is the thesis' setting
+            return None
+        work, likelihood = scgmvae.tl.log_normalize(work), "normal"
+        variant = variant.removesuffix(GAUSSIAN)
     setup = {"condition_key": "condition"} if name == "CGMVAE" else {}
     kwargs = {"gene_likelihood": likelihood}
     if variant == "Leiden-guided":
@@ -81,9 +87,11 @@ def cluster(method: str, adata, label_key: str, likelihood: str, seed: int, epoc
     return model.predict(return_components=True)
 
 
+GAUSSIAN = ", Gaussian on log1p"
 METHODS = (
     "GMVAE K",
     "GMVAE 2K",
+    f"GMVAE K{GAUSSIAN}",
     "CGMVAE K",
     "CGMVAE 2K",
     "GMVAE Leiden-guided",
@@ -128,7 +136,8 @@ def main() -> None:
         table,
         "Kang: 832 cells, 6 cell types, raw counts on 2,000 HVGs (NB). pbmc68k_reduced: 700 "
         "cells, 10 bulk labels, scaled data (Gaussian likelihood). toy_blobs: 2,000 cells, 5 "
-        "classes x 2 conditions, counts. K: one component per label; 2K: over-clustered. "
+        "classes x 2 conditions, counts. K: one component per label; 2K: over-clustered; "
+        "'Gaussian on log1p': the thesis' likelihood on log1p CP10k data of the count datasets. "
         "accuracy_majority maps each cluster to its most frequent label, accuracy_hungarian "
         "one-to-one. Mean ± sd over seeds.",
     )

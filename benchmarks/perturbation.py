@@ -2,7 +2,8 @@
 
 For each held-out cell type: train on every cell except that type's stimulated cells, predict
 them from the type's control cells, and score with ``scgmvae.tl.evaluate_perturbation``.
-Methods: CGMVAE (``predict_perturbation``, routes w and z), scGen-style latent arithmetic on
+Methods: CGMVAE (``predict_perturbation``, routes w and z; NB on counts, and the thesis'
+Gaussian likelihood on log1p CP10k), scGen-style latent arithmetic on
 scVI, and the control cells as the prediction.
 
     python benchmarks/perturbation.py            # all cell types, 3 seeds -> docs/benchmarks.md
@@ -41,6 +42,19 @@ def run_one(adata, cell_type: str, seed: int, max_epochs: int, model_kwargs: dic
         predicted = model.predict_perturbation(control, target_condition=STIM, route=route)
         ours = scgmvae.tl.evaluate_perturbation(predicted, stimulated, control, degs=degs)
         rows[f"CGMVAE route {route}"] = ours.loc["prediction"]
+
+    # the thesis' own setting: Gaussian likelihood on log1p CP10k data
+    log_train = scgmvae.tl.log_normalize(train)
+    scvi.settings.seed = seed
+    scgmvae.model.CGMVAE.setup_anndata(log_train, condition_key=CONDITION, labels_key=LABEL)
+    gaussian = scgmvae.model.CGMVAE(log_train, gene_likelihood="normal", **model_kwargs)
+    gaussian.train(max_epochs=max_epochs, enable_progress_bar=False)
+    for route in ("w", "z"):
+        predicted = gaussian.predict_perturbation(
+            scgmvae.tl.log_normalize(control), target_condition=STIM, route=route
+        )
+        scores = scgmvae.tl.evaluate_perturbation(predicted, stimulated, control, degs=degs)
+        rows[f"CGMVAE Gaussian on log1p, route {route}"] = scores.loc["prediction"]
 
     baseline = scvi_latent_arithmetic(train, control, CONDITION, CTRL, STIM, max_epochs, seed)
     theirs = scgmvae.tl.evaluate_perturbation(baseline, stimulated, control, degs=degs)
