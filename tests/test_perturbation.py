@@ -38,6 +38,25 @@ def test_predict_perturbation_output(toy_model, route):
     assert (counts >= 0).all() and np.allclose(counts, np.round(counts))
 
 
+def test_averaged_draws_are_less_noisy(toy_model):
+    adata, model = toy_model
+    control = adata[adata.obs["condition"] == "control"].copy()
+
+    def spread(n_samples):
+        first, second = (
+            model.predict_perturbation(control, target_condition="stimulated", n_samples=n_samples)
+            for _ in range(2)
+        )
+        return np.abs(first.X - second.X).mean(), first
+
+    single, one_draw = spread(1)
+    averaged, many_draws = spread(20)
+    assert averaged < 0.5 * single
+    assert "counts" in one_draw.layers and "counts" not in many_draws.layers
+    with pytest.raises(ValueError, match="n_samples must be at least 1"):
+        model.predict_perturbation(control, target_condition="stimulated", n_samples=0)
+
+
 def test_flipped_cells_move_towards_the_target(toy_model):
     adata, model = toy_model
     control = adata[adata.obs["condition"] == "control"].copy()
@@ -117,10 +136,11 @@ def test_generate_without_conditions(toy_counts):
 # Floors measured with seed 0, 100 epochs, 2,000 HVGs (top-100-DEG R², log-fold-change R²):
 # CD14 Mono 0.54 / 0.43, CD4 Naive T 0.45 / 0.45, B 0.67 / 0.58; control as prediction scores
 # 0.21-0.30 / 0. The floors sit about 0.1 below the measurements.
+# top-100-DEG R² and LFC R², measured 0.76/0.70, 0.81/0.73 and 0.77/0.74 (100 epochs, seed 0)
 KANG_PERTURBATION_FLOORS = {
-    "CD14 Mono": (0.45, 0.33),
-    "CD4 Naive T": (0.35, 0.35),
-    "B": (0.55, 0.45),
+    "CD14 Mono": (0.65, 0.58),
+    "CD4 Naive T": (0.70, 0.62),
+    "B": (0.66, 0.63),
 }
 
 
@@ -145,8 +165,8 @@ def test_kang_perturbation_scgen_protocol(kang_hvg, cell_type):
     top_floor, lfc_floor = KANG_PERTURBATION_FLOORS[cell_type]
     assert ours["r2_top_degs"] >= max(top_floor, baseline["r2_top_degs"] + 0.1), scores
     assert ours["r2_lfc_top_degs"] >= lfc_floor, scores
-    # all genes: not clearly below a copy of the control (CD4 Naive T sits 0.04 below it)
-    assert ours["r2_all"] >= baseline["r2_all"] - 0.08, scores
+    # all genes: above a copy of the control (measured 0.24-0.30 above)
+    assert ours["r2_all"] >= baseline["r2_all"] + 0.1, scores
 
 
 @pytest.fixture(scope="module")

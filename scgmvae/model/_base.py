@@ -374,27 +374,28 @@ class BaseGMVAE(VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
         px: torch.distributions.Distribution,
         expression: torch.Tensor,
         values: Literal["sample", "mean"],
+        n_samples: int = 1,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Predicted values as users compare them with real data, and sampled counts.
 
         For count likelihoods ``"sample"`` draws counts and log-normalises them like real data
-        (log1p of counts per 10,000); ``"mean"`` log-normalises the expected expression, which
-        lacks the sampling noise of real cells and so sits above their log-means for lowly
-        expressed genes. Otherwise the likelihood's sample or mean is returned as is.
+        (log1p of counts per 10,000), averaged over ``n_samples`` draws; ``"mean"``
+        log-normalises the expected expression, which lacks the sampling noise of real cells
+        and so sits above their log-means for lowly expressed genes. Otherwise the
+        likelihood's sample (averaged likewise) or mean is returned as is. Sampled counts are
+        returned when one draw is made.
         """
         if values not in ("sample", "mean"):
             raise ValueError(f"values must be 'sample' or 'mean', got {values!r}.")
         if not self.module.is_count_model:
-            out = px.sample() if values == "sample" else expression
+            out = px.sample((n_samples,)).mean(0) if values == "sample" else expression
             return out.cpu().numpy(), None
-        counts = px.sample()
+        draws = px.sample((n_samples if values == "sample" else 1,))
+        counts = draws[0].cpu().numpy() if len(draws) == 1 else None
         if values == "mean":
-            normalised = expression * NORMALIZED_TARGET_SUM
-        else:
-            normalised = (
-                counts / counts.sum(-1, keepdim=True).clamp(min=1.0) * NORMALIZED_TARGET_SUM
-            )
-        return torch.log1p(normalised).cpu().numpy(), counts.cpu().numpy()
+            return torch.log1p(expression * NORMALIZED_TARGET_SUM).cpu().numpy(), counts
+        normalised = draws / draws.sum(-1, keepdim=True).clamp(min=1.0) * NORMALIZED_TARGET_SUM
+        return torch.log1p(normalised).mean(0).cpu().numpy(), counts
 
     @torch.inference_mode()
     def generate(

@@ -245,6 +245,7 @@ class CGMVAE(BaseGMVAE):
         target_condition: str,
         route: Literal["w", "z"] = "w",
         values: Literal["sample", "mean"] = "sample",
+        n_samples: int = 1,
         response_bandwidth: float = 0.5,
         batch_size: int | None = None,
     ) -> AnnData:
@@ -275,9 +276,14 @@ class CGMVAE(BaseGMVAE):
             ``"sample"``: counts drawn from the likelihood at each cell's library size, then
             log-normalised like real data; ``"mean"``: the decoder's expected expression,
             log-normalised (smoother, but above real log-means for lowly expressed genes).
+        n_samples
+            With ``values="sample"``, the number of draws per cell whose log-normalised values
+            are averaged: more draws estimate each cell's expected log-expression with less
+            noise (the benchmarks use 10); with one draw the cell looks like a real cell and
+            its counts are kept.
         response_bandwidth
-            Width of the kernel over components, relative to the median squared
-            distance between component centres; small values follow the nearest component.
+            Width of the kernel over components, relative to the median squared distance
+            between component centres; small values follow the nearest component.
         batch_size
             Minibatch size of the forward passes.
 
@@ -286,13 +292,15 @@ class CGMVAE(BaseGMVAE):
         AnnData with one row per input cell and the input's ``var_names``: ``.X`` holds the
         predicted expression as log1p of counts normalised to 10,000 per cell (scanpy's
         ``normalize_total(target_sum=1e4)`` + ``log1p``) for count likelihoods, with the
-        counts in ``layers["counts"]``, or in the data's own space otherwise. ``.obs`` is the
-        input's plus ``source_condition`` and ``target_condition``.
+        counts in ``layers["counts"]`` (one draw only), or in the data's own space otherwise.
+        ``.obs`` is the input's plus ``source_condition`` and ``target_condition``.
         """
         import anndata
 
         if route not in ("w", "z"):
             raise ValueError(f"route must be 'w' or 'z', got {route!r}.")
+        if n_samples < 1:
+            raise ValueError(f"n_samples must be at least 1, got {n_samples}.")
         if response_bandwidth <= 0:
             raise ValueError(f"response_bandwidth must be positive, got {response_bandwidth}.")
         (target_code,) = self._condition_codes([target_condition])
@@ -322,7 +330,7 @@ class CGMVAE(BaseGMVAE):
         for start in range(0, n, step):
             rows = slice(start, start + step)
             px, expression = module.decode(z[rows], encoded["library"][rows], target[rows])
-            block, block_counts = self._to_output_space(px, expression, values)
+            block, block_counts = self._to_output_space(px, expression, values, n_samples)
             predicted.append(block)
             if block_counts is not None:
                 counts.append(block_counts)
