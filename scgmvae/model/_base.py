@@ -15,7 +15,7 @@ from scvi.model.base import ArchesMixin, BaseModelClass, UnsupervisedTrainingMix
 
 from scgmvae import _validation
 from scgmvae.module import GMVAEModule
-from scgmvae.module._gmvae import CONDITION_KEY, QW_KEY
+from scgmvae.module._gmvae import CONDITION_KEY
 from scgmvae.train import GMVAETrainingPlan
 
 if TYPE_CHECKING:
@@ -238,7 +238,6 @@ class BaseGMVAE(VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
         batch_size: int | None = None,
         representation: Literal["z", "w"] = "z",
         return_dist: bool = False,
-        **kwargs,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """The latent representation of each cell in ``z`` (the mixture space) or ``w``.
 
@@ -256,33 +255,25 @@ class BaseGMVAE(VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
             ``"z"``: the Gaussian-mixture latent; ``"w"``: the latent that generates the mixture.
         return_dist
             Return the posterior means and variances.
-        **kwargs
-            Passed to :meth:`scvi.model.base.VAEMixin.get_latent_representation` for ``"z"``.
 
         Returns
         -------
         Array of shape ``(n_cells, n_latent)`` (or ``n_latent_w``), or the tuple
         ``(means, variances)`` when ``return_dist`` is set.
         """
-        if representation == "z":
-            return super().get_latent_representation(
-                adata=adata,
-                indices=indices,
-                give_mean=give_mean,
-                batch_size=batch_size,
-                return_dist=return_dist,
-                **kwargs,
-            )
-        if representation != "w":
+        if representation not in ("z", "w"):
             raise ValueError(f"representation must be 'z' or 'w', got {representation!r}.")
         self._check_if_trained(warn=False)
         adata = self._validate_anndata(adata)
         means, variances, samples = [], [], []
         for tensors in self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size):
-            qw = self.module.inference(**self.module._get_inference_input(tensors))[QW_KEY]
-            means.append(qw.loc.cpu())
-            variances.append(qw.scale.square().cpu())
-            samples.append(qw.sample().cpu())
+            # the encoder alone: no component, Dirichlet or decoder pass
+            qz, qw, _ = self.module.encode(**self.module._get_inference_input(tensors))
+            posterior = qz if representation == "z" else qw
+            means.append(posterior.loc.cpu())
+            variances.append(posterior.scale.square().cpu())
+            if not give_mean:
+                samples.append(posterior.sample().cpu())
         if return_dist:
             return torch.cat(means).numpy(), torch.cat(variances).numpy()
         return torch.cat(means if give_mean else samples).numpy()
@@ -314,7 +305,7 @@ class BaseGMVAE(VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
         probs = []
         for tensors in self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size):
             inputs = self.module._get_inference_input(tensors)
-            qz = self.module.inference(**inputs)["qz"]
+            qz, _, _ = self.module.encode(**inputs)
             probs.append(self.module.component_probs(qz.loc, inputs["condition"]).cpu())
         return torch.cat(probs).numpy()
 

@@ -9,11 +9,9 @@ import numpy as np
 import torch
 from scvi import REGISTRY_KEYS
 from scvi.data._constants import _SETUP_ARGS_KEY
-from scvi.module._constants import MODULE_KEYS
 
 from scgmvae.model._base import BaseGMVAE
 from scgmvae.model._gmvae import _register
-from scgmvae.module._gmvae import QW_KEY
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -171,19 +169,19 @@ class CGMVAE(BaseGMVAE):
         parts: dict[str, list[torch.Tensor]] = {}
         for tensors in self._make_data_loader(adata=adata, batch_size=batch_size):
             inputs = module._get_inference_input(tensors)
-            outputs = module.inference(**inputs)
+            qz, qw, library = module.encode(**inputs)
             # posterior means: the best single guess the model has of each cell
-            z_mean = outputs[MODULE_KEYS.QZ_KEY].loc
+            z_mean = qz.loc
             condition = inputs["condition"].reshape(-1).long()
             component = module.component_probs(z_mean, inputs["condition"]).argmax(-1)
             labels = tensors[REGISTRY_KEYS.LABELS_KEY].reshape(-1).long()
             component = torch.where(labels < module.n_labels, labels, component)
             batch = {
                 "z": z_mean,
-                "w": outputs[QW_KEY].loc,
+                "w": qw.loc,
                 "component": component,
                 "condition": condition,
-                "library": outputs["library"],
+                "library": library,
             }
             for key, value in batch.items():
                 parts.setdefault(key, []).append(value)

@@ -297,20 +297,29 @@ class GMVAEModule(BaseModuleClass):
         return F.softmax(self.y_logits(h), dim=-1)
 
     @auto_move_data
-    def inference(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> dict:
-        """Encode ``x`` (and the condition) into ``q(z)``, ``q(w)``, ``q(y|z)`` and ``q(d|z)``."""
-        cond = self._condition_args(condition)
+    def encode(
+        self, x: torch.Tensor, condition: torch.Tensor | None = None
+    ) -> tuple[Normal, Normal, torch.Tensor]:
+        """``q(z|x,c)``, ``q(w|x,c)`` and the log library size, without sampling anything.
+
+        The part of :meth:`inference` that latent representations need.
+        """
         if self.is_count_model:
             library = torch.log(x.sum(1, keepdim=True).clamp(min=1.0))
             x_in = torch.log1p(x)
         else:
             library = torch.zeros(x.shape[0], 1, device=x.device)
             x_in = x
-        h = self.encoder(x_in, *cond)
+        h = self.encoder(x_in, *self._condition_args(condition))
         qz_mean, qz_var = self.z_head(h)
         qw_mean, qw_var = self.w_head(h)
-        qz = Normal(qz_mean, qz_var.sqrt())
-        qw = Normal(qw_mean, qw_var.sqrt())
+        return Normal(qz_mean, qz_var.sqrt()), Normal(qw_mean, qw_var.sqrt()), library
+
+    @auto_move_data
+    def inference(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> dict:
+        """Encode ``x`` (and the condition) into ``q(z)``, ``q(w)``, ``q(y|z)`` and ``q(d|z)``."""
+        cond = self._condition_args(condition)
+        qz, qw, library = self.encode(x, condition)
         # one sample per cell, as scvi-tools does; callers that want the mean read qz.loc
         z = _bounded(qz.rsample(), self.latent_bound)
         w = _bounded(qw.rsample(), self.latent_bound)
