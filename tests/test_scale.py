@@ -82,6 +82,7 @@ DDP_SCRIPT = textwrap.dedent(
         "predicted": model.predict().tolist(),
         "labels": model.label_names,
         "latent_shape": list(model.get_latent_representation().shape),
+        "buffers": [buffer.double().sum().item() for buffer in model.module.buffers()],
     }
     with open(sys.argv[1] + f".{result['rank']}", "w") as f:
         json.dump(result, f)
@@ -113,5 +114,6 @@ def test_ddp_training_on_two_cpu_processes(tmp_path):
         assert result["latent_shape"] == [400, 10]
     # scvi-tools keeps the history on the first process only
     assert {"kl_z_train", "classification_train", "elbo_train"} <= set(results[0]["history"])
-    # DDP keeps the replicas in step: both processes end with the same model
+    # both processes end with the same model, batch-norm running statistics included
+    assert results[0]["buffers"] == results[1]["buffers"]
     assert results[0]["predicted"] == results[1]["predicted"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
+import torch
 from scvi.module.base import LossOutput
 from scvi.train import TrainingPlan
 from torchmetrics import MetricCollection
@@ -20,8 +21,15 @@ class GMVAETrainingPlan(TrainingPlan):
     across processes at the end of the epoch ("Inplace update to inference tensor outside
     InferenceMode"). This plan logs them outside inference mode, so the per-term losses
     (``kl_z_train``, ``classification_train``, ...) stay in ``model.history`` on one
-    device and on many.
+    device and on many. At the end of training it also copies the first process's buffers
+    (batch-norm running statistics) to the others: DDP syncs them at the start of each step
+    only, so after the last step every process held its own, and predictions could differ.
     """
+
+    def on_train_end(self) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for buffer in self.module.buffers():
+                torch.distributed.broadcast(buffer, src=0)
 
     def compute_and_log_metrics(
         self, loss_output: LossOutput, metrics: dict[str, MetricCollection], mode: str
