@@ -229,8 +229,10 @@ def test_held_out_class_is_predicted(held_out_model, route):
     class_0 = adata.obs["cell_type"] == "class_0"
     control = adata[class_0 & (adata.obs["condition"] == "control")].copy()
     stimulated = adata[class_0 & (adata.obs["condition"] == "stimulated")].copy()
-    predicted = model.predict_perturbation(control, target_condition="stimulated", route=route)
+    predicted = model.predict_perturbation(
+        control, target_condition="stimulated", route=route, n_samples=10
+    )
     scores = scgmvae.tl.evaluate_perturbation(predicted, stimulated, control, n_degs=8)
-    # measured 0.55 (route w) and 0.33 (route z); the control scores 0
-    assert scores.loc["prediction", "r2_lfc_top_degs"] > 0.2
+    # measured 0.60 (route w) and 0.62 (route z); the control scores 0
+    assert scores.loc["prediction", "r2_lfc_top_degs"] > 0.4
     assert scores.loc["prediction", "r2_top_degs"] > scores.loc["control", "r2_top_degs"]

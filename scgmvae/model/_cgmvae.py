@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+import scvi
 import torch
 from scvi import REGISTRY_KEYS
 from scvi.data._constants import _SETUP_ARGS_KEY
@@ -215,16 +216,17 @@ class CGMVAE(BaseGMVAE):
                 if int(cells.sum()) >= _MIN_RESPONSE_CELLS:
                     centres[side, k] = z[cells].mean(0)
         measured = ~torch.isnan(centres).any(-1).any(0)
+        # the learned shift stands in for components that cannot be measured or borrow
         learned = module.latent_shift(
             torch.tensor([[target_code]], device=z.device), 1, z.device
         ) - module.latent_shift(torch.tensor([[source_code]], device=z.device), 1, z.device)
+        responses = learned.expand(n_components, -1).clone()
         if not bool(measured.any()):
             logger.info(
                 "No component has training cells under both conditions; using the learned "
                 "condition shift for every component."
             )
-            return learned.expand(n_components, -1).clone()
-        responses = learned.expand(n_components, -1).clone()
+            return responses
         responses[measured] = centres[1, measured] - centres[0, measured]
         for k in torch.nonzero(~measured).flatten().tolist():
             # compare centres under the condition the component was seen in
@@ -332,7 +334,7 @@ class CGMVAE(BaseGMVAE):
                     cells = source == code
                     z[cells] = z[cells] + responses[component[cells]]
         predicted, counts = [], []
-        step = batch_size or 128
+        step = batch_size or scvi.settings.batch_size
         for start in range(0, n, step):
             rows = slice(start, start + step)
             px, expression = module.decode(z[rows], encoded["library"][rows], target[rows])
