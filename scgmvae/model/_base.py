@@ -16,7 +16,7 @@ from scvi.model.base import ArchesMixin, BaseModelClass, UnsupervisedTrainingMix
 from scgmvae import _validation
 from scgmvae.module import GMVAEModule
 from scgmvae.module._gmvae import CONDITION_KEY
-from scgmvae.train import GMVAETrainingPlan
+from scgmvae.train import GMVAEDataSplitter, GMVAETrainingPlan
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -38,6 +38,7 @@ class BaseGMVAE(VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
 
     _module_cls = GMVAEModule
     _training_plan_cls = GMVAETrainingPlan
+    _data_splitter_cls = GMVAEDataSplitter
 
     def __init__(
         self,
@@ -156,7 +157,9 @@ class BaseGMVAE(VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
     def train(
         self,
         max_epochs: int | None = None,
+        labelled_share: float | Literal["auto"] | None = "auto",
         plan_kwargs: dict | None = None,
+        datasplitter_kwargs: dict | None = None,
         **kwargs,
     ):
         """Train the model on the scvi-tools trainer.
@@ -170,10 +173,21 @@ class BaseGMVAE(VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
         max_epochs
             Number of passes through the data; by default scvi-tools' heuristic (400 epochs
             for up to 20,000 cells, fewer beyond).
+        labelled_share
+            Rebalanced sampling for semi-supervised training: labelled cells are repeated so
+            that they make up at least this share of each epoch (see
+            :class:`~scgmvae.train.GMVAEDataSplitter`); ``None`` samples every cell once.
+            ``"auto"`` rebalances to 0.25 when fewer than two labelled cells fall in a
+            minibatch on average (below about 1.6% labelled cells at batch size 128), which
+            made the 1%-labelled Kang predictions better than scANVI's on every seed; with
+            more labels it cost accuracy, so ``"auto"`` leaves them alone (see the benchmarks
+            page).
         plan_kwargs
             Keyword arguments for :class:`~scvi.train.TrainingPlan` (``lr``,
             ``n_epochs_kl_warmup``, ...). The learning rate defaults to 1e-2 and the KL warm-up
             to a quarter of ``max_epochs``.
+        datasplitter_kwargs
+            Keyword arguments for :class:`~scgmvae.train.GMVAEDataSplitter`.
         **kwargs
             Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train` (``batch_size``,
             ``early_stopping``, ``train_size``, ``accelerator``, ``devices``, trainer options).
@@ -193,7 +207,13 @@ class BaseGMVAE(VAEMixin, UnsupervisedTrainingMixin, ArchesMixin, BaseModelClass
         # switches it back: without this, a second train() call (continued or Leiden-guided
         # training) would run without dropout, batch-norm updates or latent sampling.
         self.module.train()
-        return super().train(max_epochs=max_epochs, plan_kwargs=plan_kwargs, **kwargs)
+        datasplitter_kwargs = {"labelled_share": labelled_share, **(datasplitter_kwargs or {})}
+        return super().train(
+            max_epochs=max_epochs,
+            plan_kwargs=plan_kwargs,
+            datasplitter_kwargs=datasplitter_kwargs,
+            **kwargs,
+        )
 
     @classmethod
     def load_query_data(

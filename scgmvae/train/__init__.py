@@ -1,3 +1,4 @@
+from ._datasplitter import GMVAEDataSplitter
 from ._trainingplans import GMVAETrainingPlan
 
-__all__ = ["GMVAETrainingPlan"]
+__all__ = ["GMVAEDataSplitter", "GMVAETrainingPlan"]
