@@ -24,9 +24,13 @@ def setup_threads() -> None:
     torch.set_num_threads(int(os.environ.get("SCGMVAE_THREADS", "1")))
 
 
-def kang(n_top_genes: int = 2000):
-    """The 832-cell Kang file, restricted to highly variable genes (seurat_v3 on counts)."""
-    adata = scgmvae.datasets.kang_subset()
+def kang(n_top_genes: int = 2000, full: bool = False):
+    """Kang PBMCs restricted to highly variable genes (seurat_v3 on counts).
+
+    The 832-cell file by default; with ``full`` the public data of ``scgmvae.datasets.kang()``
+    (read from ``SCGMVAE_DATA_DIR`` when it is there, downloaded otherwise).
+    """
+    adata = scgmvae.datasets.kang() if full else scgmvae.datasets.kang_subset()
     if n_top_genes:
         sc.pp.highly_variable_genes(
             adata, n_top_genes=n_top_genes, flavor="seurat_v3", subset=True

@@ -16,11 +16,32 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
     "script", ["clustering.py", "perturbation.py", "semi_supervised.py", "speed.py"]
 )
 def test_benchmark_smoke(script, data_dir):
+    _run_smoke(script, data_dir)
+
+
+def test_perturbation_benchmark_reads_the_full_data_file(data_dir, tmp_path):
+    # a stand-in for the public kang_2018.h5ad in pertpy's layout (conditions in obs["label"],
+    # counts in layers["counts"]): the benchmark must find it locally, without downloading
+    import scanpy as sc
+
+    import scgmvae
+
+    adata = scgmvae.datasets.kang_subset(data_dir)
+    adata.obs["label"] = adata.obs.pop("condition").map({"control": "ctrl", "stimulated": "stim"})
+    adata.layers["counts"] = adata.X.copy()
+    sc.pp.normalize_total(adata)
+    sc.pp.log1p(adata)
+    adata.write_h5ad(tmp_path / "kang_2018.h5ad")
+    result = _run_smoke("perturbation.py", tmp_path, "--full")
+    assert "CGMVAE route z" in result.stdout
+
+
+def _run_smoke(script: str, data_dir, *args: str) -> subprocess.CompletedProcess:
     table = BENCHMARKS.parent / "docs" / "benchmarks.md"
     before = table.read_text() if table.exists() else None
     env = {**os.environ, "SCGMVAE_DATA_DIR": str(data_dir)}
     result = subprocess.run(
-        [sys.executable, script, "--smoke"],
+        [sys.executable, script, "--smoke", *args],
         cwd=BENCHMARKS,
         env=env,
         capture_output=True,
@@ -30,3 +51,4 @@ def test_benchmark_smoke(script, data_dir):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "CGMVAE" in result.stdout
     assert (table.read_text() if table.exists() else None) == before  # smoke runs write nothing
+    return result
