@@ -4,11 +4,11 @@ Datasets: the 832-cell Kang file (``cell_type``, raw counts on 2,000 HVGs, NB li
 scanpy's ``pbmc68k_reduced`` (``bulk_labels``, its scaled ``.X`` with the Gaussian likelihood:
 it ships no counts) and ``toy_blobs`` (``cell_type``, counts). Methods: GMVAE and CGMVAE with K
 = the number of labels and over-clustered with K = 2x, the thesis' own setting on count data
-(GMVAE K with the Gaussian likelihood on log1p CP10k), Leiden-guided GMVAE (thesis §5.5: Leiden
-clusters as labels, then unsupervised) with Leiden on the PCA and, two-stage, on the ``z`` of a
-first unsupervised model of the same class, Leiden on PCA (scanpy defaults: log1p CP10k for counts,
-50 PCs, 15 neighbours, resolution 1) and Leiden on the latent space of scVI. Labels are never
-shown to any method; scores from ``scgmvae.tl.clustering_scores``.
+(GMVAE K with the Gaussian likelihood on log1p CP10k), Leiden-guided models (thesis §5.5: Leiden
+clusters as labels, then unsupervised) with the clusters from the PCA or, in two stages, from the
+``z`` of a first unsupervised model of the same class, Leiden on PCA (scanpy defaults: log1p
+CP10k for counts, 50 PCs, 15 neighbours, resolution 1) and Leiden on the latent space of scVI.
+Labels are never shown to any method; scores from ``scgmvae.tl.clustering_scores``.
 
     python benchmarks/clustering.py            # 3 datasets x 3 seeds -> docs/benchmarks.md
     python benchmarks/clustering.py --smoke    # toy data, 1 seed, 2 epochs (CI)

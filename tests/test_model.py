@@ -137,6 +137,8 @@ def test_labelled_share_needs_labels_and_a_share(toy_counts, toy_semi):
     model = GMVAE(toy_counts)
     model.train(max_epochs=1)  # "auto" without labels: plain sampling
     with pytest.raises(ValueError, match="labelled_share=0.2 needs labelled cells"):
+        GMVAEDataSplitter(model.adata_manager, labelled_share=0.2)  # before any training
+    with pytest.raises(ValueError, match="labelled_share=0.2 needs labelled cells"):
         model.train(max_epochs=1, labelled_share=0.2)
     CGMVAE.setup_anndata(toy_semi, condition_key="condition", labels_key="semi")
     with pytest.raises(ValueError, match=r"labelled_share must be in \(0, 1\)"):

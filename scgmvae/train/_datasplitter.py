@@ -54,6 +54,15 @@ class GMVAEDataSplitter(DataSplitter):
                 f"labelled_share must be in (0, 1), 'auto' or None, got {labelled_share!r}."
             )
         self.labelled_share = labelled_share
+        if labelled_share not in (None, "auto"):
+            # fail before training starts, not when Lightning asks for the first loader
+            labelled = self._labelled(np.arange(adata_manager.adata.n_obs))
+            if labelled is None or not labelled.any():
+                raise ValueError(
+                    f"labelled_share={labelled_share} needs labelled cells: set the model up "
+                    "with labels_key= a column whose unlabelled cells are marked with "
+                    "unlabeled_category."
+                )
 
     def _labelled(self, indices: np.ndarray) -> np.ndarray | None:
         """Which of the cells at ``indices`` carry a label; ``None`` without labels."""
@@ -68,16 +77,11 @@ class GMVAEDataSplitter(DataSplitter):
 
     def _share(self, labelled: np.ndarray | None) -> float | None:
         """The share of labelled cells to rebalance to, or ``None`` to sample each cell once."""
-        if self.labelled_share != "auto":
-            if self.labelled_share is not None and (labelled is None or not labelled.any()):
-                raise ValueError(
-                    f"labelled_share={self.labelled_share} needs labelled cells: set the model "
-                    "up with labels_key= a column whose unlabelled cells are marked with "
-                    "unlabeled_category."
-                )
-            return self.labelled_share
         if labelled is None or labelled.all() or not labelled.any():
+            # nothing to rebalance (a split can leave the training cells without labels)
             return None
+        if self.labelled_share != "auto":
+            return self.labelled_share
         batch_size = self.data_loader_kwargs.get("batch_size") or settings.batch_size
         if labelled.mean() * batch_size >= MIN_LABELLED_PER_BATCH:
             return None
