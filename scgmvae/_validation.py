@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import warnings
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -11,7 +9,7 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-logger = logging.getLogger(__name__)
+from scgmvae.module._constants import COUNT_LIKELIHOODS
 
 _CHUNK_ROWS = 10_000
 
@@ -47,6 +45,14 @@ def row_sums(matrix) -> np.ndarray:
     return np.concatenate([np.asarray(chunk.sum(axis=1)).ravel() for chunk in _row_chunks(matrix)])
 
 
+def is_counts(matrix) -> bool:
+    """Whether a (dense, sparse or backed) matrix holds non-negative integers only."""
+    for values in _value_chunks(matrix):
+        if values.size and (values.min() < 0 or np.any(values != np.round(values))):
+            return False
+    return True
+
+
 def check_obs_key(adata: AnnData, key: str | None, what: str) -> None:
     """Raise a clear error when ``key`` is not a column of ``adata.obs``."""
     if key is not None and key not in adata.obs.columns:
@@ -65,13 +71,21 @@ def check_not_empty(adata: AnnData) -> None:
         )
 
 
-def check_categories_have_cells(
+def check_categorical_column(
     adata: AnnData, key: str | None, what: str, ignore: Sequence[str] = ()
 ) -> None:
-    """Raise when a categorical column declares categories that no cell has."""
+    """Raise when ``key`` is missing, has missing values or declares categories without cells."""
     if key is None:
         return
+    check_obs_key(adata, key, what)
     column = adata.obs[key]
+    n_missing = int(column.isna().sum())
+    if n_missing:
+        raise ValueError(
+            f"{what} column {key!r} has {n_missing} missing values (NaN); give every cell a "
+            f"value, e.g. adata.obs[{key!r}] = adata.obs[{key!r}].astype(str) keeps them as "
+            "the category 'nan', or drop those cells."
+        )
     if not isinstance(column.dtype, pd.CategoricalDtype):
         return
     counts = column.value_counts()
@@ -83,11 +97,54 @@ def check_categories_have_cells(
         )
 
 
+def check_labels_column(adata: AnnData, key: str | None, unlabeled_category: str) -> None:
+    """Raise on a labels column that scvi-tools would fail on with a confusing message.
+
+    Missing values (they must be the unlabelled category), and label codes of another type
+    than the unlabelled category (integer codes with a string ``unlabeled_category``).
+    """
+    if key is None:
+        return
+    check_obs_key(adata, key, "Labels")
+    column = adata.obs[key]
+    n_missing = int(column.isna().sum())
+    if n_missing:
+        raise ValueError(
+            f"Labels column {key!r} has {n_missing} missing values (NaN). Mark unlabelled cells "
+            f"with the unlabelled category instead: adata.obs[{key!r}] = "
+            f"adata.obs[{key!r}].astype(object).fillna({unlabeled_category!r})."
+        )
+    values = column.cat.categories if isinstance(column.dtype, pd.CategoricalDtype) else column
+    kinds = {type(v) for v in pd.unique(np.asarray(values, dtype=object))}
+    names = isinstance(unlabeled_category, str)
+    if any(issubclass(kind, str) != names for kind in kinds):
+        raise TypeError(
+            f"Labels column {key!r} holds non-string codes ({sorted(k.__name__ for k in kinds)})"
+            f" while unlabeled_category is {unlabeled_category!r}; use label names, e.g. "
+            f"adata.obs[{key!r}] = adata.obs[{key!r}].astype(str), and mark unlabelled cells "
+            f"with {unlabeled_category!r}."
+        )
+    check_categorical_column(adata, key, "Labels", ignore=[unlabeled_category])
+
+
+def check_continuous_column(adata: AnnData, key: str) -> None:
+    """Raise when a continuous covariate is missing, not numeric or not finite."""
+    check_obs_key(adata, key, "Continuous covariate")
+    column = adata.obs[key]
+    if not pd.api.types.is_numeric_dtype(column):
+        raise TypeError(
+            f"Continuous covariate {key!r} has dtype {column.dtype}; pass a numeric column (or "
+            "register a categorical column with categorical_covariate_keys)."
+        )
+    if not np.all(np.isfinite(column.to_numpy(dtype=float))):
+        raise ValueError(f"Continuous covariate {key!r} has NaN or infinite values.")
+
+
 def check_values(adata: AnnData, layer: str | None, gene_likelihood: str) -> None:
     """Check the data matrix against the likelihood that will model it.
 
-    Raises on NaN/inf, float16, negative values for count likelihoods and values outside [0, 1]
-    for the Bernoulli likelihood; warns on non-integer values for count likelihoods.
+    Raises on NaN/inf, float16, negative or non-integer values for count likelihoods and
+    values outside [0, 1] for the Bernoulli likelihood.
     """
     matrix = _matrix(adata, layer)
     where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
@@ -96,8 +153,7 @@ def check_values(adata: AnnData, layer: str | None, gene_likelihood: str) -> Non
             f"{where} is float16, which loses precision in training; convert it first, e.g. "
             f"{where} = {where}.astype('float32')."
         )
-    counts = gene_likelihood in ("nb", "zinb", "poisson")
-    non_integer = False
+    counts = gene_likelihood in COUNT_LIKELIHOODS
     for values in _value_chunks(matrix):
         if not np.all(np.isfinite(values)):
             raise ValueError(
@@ -110,6 +166,13 @@ def check_values(adata: AnnData, layer: str | None, gene_likelihood: str) -> Non
                 "counts; pass raw counts (layer=...) or use gene_likelihood='normal' for "
                 "scaled data."
             )
+        if counts and np.any(values != np.round(values)):
+            raise ValueError(
+                f"{where} has non-integer values, but gene_likelihood={gene_likelihood!r} "
+                "models raw counts. Set the model up with the layer that holds the raw counts "
+                "(setup_anndata(adata, layer='counts')), or model normalised data with "
+                "gene_likelihood='normal'."
+            )
         if (
             gene_likelihood == "bernoulli"
             and values.size
@@ -119,16 +182,6 @@ def check_values(adata: AnnData, layer: str | None, gene_likelihood: str) -> Non
                 f"{where} has values outside [0, 1], which gene_likelihood='bernoulli' needs; "
                 "rescale the data or choose another likelihood."
             )
-        if counts and not non_integer and np.any(values != np.round(values)):
-            non_integer = True
-    if non_integer:
-        warnings.warn(
-            f"{where} has non-integer values, but gene_likelihood={gene_likelihood!r} models "
-            "counts; pass raw counts (layer=...) or use gene_likelihood='normal' for normalised "
-            "data.",
-            UserWarning,
-            stacklevel=3,
-        )
 
 
 def check_var_names(adata: AnnData, registered: Sequence[str]) -> None:

@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import scvi
@@ -10,10 +7,27 @@ import torch
 
 import scgmvae
 
-KANG_FILE = "kang_ifnb_832.h5ad"
-
 # Two OpenMP threads on small CI machines run many times slower than one.
 torch.set_num_threads(1)
+
+N_HVG = 2000
+# fixtures that train models to accuracy or load the Kang data: their tests are slow
+SLOW_FIXTURES = {
+    "toy_epochs",
+    "toy_model",
+    "kang_hvg",
+    "kang_semi_model",
+    "held_out_model",
+    "donors_model",
+    "semi_toy_model",
+}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark the tests that train to accuracy as slow, so that -m "not slow" skips them."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)
@@ -33,19 +47,6 @@ def toy_epochs() -> int:
     return 60
 
 
-@pytest.fixture(scope="session")
-def data_dir() -> Path:
-    """The shared data folder: $SCGMVAE_DATA_DIR, else ../shared/data beside the repository."""
-    path = Path(
-        os.environ.get("SCGMVAE_DATA_DIR", Path(__file__).resolve().parents[2] / "shared/data")
-    ).resolve()  # absolute: subprocesses and notebooks run in other folders
-    if not (path / KANG_FILE).exists():
-        pytest.fail(
-            f"{KANG_FILE} not found in {path}; set SCGMVAE_DATA_DIR to the folder holding it."
-        )
-    return path
-
-
 @pytest.fixture
 def toy_counts():
     """Small toy data with integer counts (500 cells, 5 classes, 2 conditions)."""
@@ -63,12 +64,12 @@ def toy_semi(toy_counts):
 
 
 @pytest.fixture(scope="session")
-def kang_hvg(data_dir):
-    """The 832-cell Kang file on its 2,000 most variable genes."""
+def kang_hvg():
+    """The embedded 832-cell Kang subset on its 2,000 most variable genes."""
     import scanpy as sc
 
-    adata = scgmvae.datasets.kang_subset(data_dir)
-    sc.pp.highly_variable_genes(adata, n_top_genes=2000, flavor="seurat_v3", subset=True)
+    adata = scgmvae.datasets.kang_subset()
+    sc.pp.highly_variable_genes(adata, n_top_genes=N_HVG, flavor="seurat_v3", subset=True)
     return adata
 
 
@@ -83,3 +84,14 @@ def kang_semi_model(kang_hvg):
     model = scgmvae.model.CGMVAE(adata)
     model.train(max_epochs=100, enable_progress_bar=False)
     return adata, model, labelled
+
+
+@pytest.fixture(scope="session")
+def toy_model():
+    """A supervised CGMVAE on toy counts, shared by the perturbation and generation tests."""
+    scvi.settings.seed = 0
+    adata = scgmvae.datasets.toy_blobs(n_cells_per_group=60, counts=True, seed=4)
+    scgmvae.model.CGMVAE.setup_anndata(adata, condition_key="condition", labels_key="cell_type")
+    model = scgmvae.model.CGMVAE(adata)
+    model.train(max_epochs=60, enable_progress_bar=False)
+    return adata, model

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import logging
 import os
+from importlib import resources
 from pathlib import Path
 
 import anndata as ad
-import numpy as np
 import pandas as pd
 import pooch
-from scipy import sparse
+
+from scgmvae._validation import is_counts
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,9 @@ def kang(path: str | os.PathLike | None = None, *, download: bool = True) -> ad.
     RuntimeError
         If the download fails.
     """
-    file = _resolve_file(path, KANG_FILE, default_dir=Path(pooch.os_cache("scgmvae")))
+    # the explicit path first, then $SCGMVAE_DATA_DIR, then the user cache
+    directory = path or os.environ.get(DATA_DIR_ENV) or pooch.os_cache("scgmvae")
+    file = _file_in(directory, KANG_FILE)
     if not file.is_file():
         how_to_fix = (
             f"Place {KANG_FILE} (downloaded from {KANG_URL}) in {file.parent}, or set "
@@ -83,57 +86,46 @@ def kang(path: str | os.PathLike | None = None, *, download: bool = True) -> ad.
 
 
 def kang_subset(path: str | os.PathLike | None = None) -> ad.AnnData:
-    """Load a small subset of the Kang et al. 2018 data: 832 PBMCs, raw counts, six cell types.
+    """Load the embedded subset of the Kang et al. 2018 data: 832 PBMCs, raw counts, six types.
 
-    The subset (``kang_ifnb_832.h5ad``, 832 cells × 14,053 genes, control and IFN-beta
-    stimulated) is not published at a URL, so it is never downloaded: it is read from ``path`` or
-    from the directory named by the environment variable ``SCGMVAE_DATA_DIR``. Use :func:`kang`
-    for the full public data.
+    The subset ships inside the package (``kang_ifnb_832.h5ad``, 832 cells × 14,053 genes,
+    control and IFN-beta stimulated cells of six cell types, about 1.8 MB), so it loads offline
+    with no argument, like :func:`scanpy.datasets.pbmc68k_reduced`. It is a public subset of the
+    IFN-beta stimulation experiment of Kang et al. 2018, *Nature Biotechnology* 36:89–94 (GEO
+    GSE96583), as distributed in the Seurat ``ifnb`` data. Use :func:`kang` for the full data.
 
     Parameters
     ----------
     path
-        Directory that holds ``kang_ifnb_832.h5ad``, or the path of the file itself.
+        Read this file (or ``kang_ifnb_832.h5ad`` in this directory) instead of the embedded
+        copy.
 
     Returns
     -------
     AnnData with raw UMI counts in ``.X``, ``obs["condition"]`` categorical in {``"control"``,
-    ``"stimulated"``} and ``obs["cell_type"]`` categorical, normalised as in :func:`kang`.
+    ``"stimulated"``} and ``obs["cell_type"]`` categorical (B, CD14 Mono, CD16 Mono,
+    CD4 Memory T, CD4 Naive T, CD8 T), normalised as in :func:`kang`.
 
     Raises
     ------
     FileNotFoundError
-        If the file is not found, or neither ``path`` nor ``SCGMVAE_DATA_DIR`` is given.
+        If ``path`` is given and holds no such file.
     """
-    file = _resolve_file(path, KANG_SUBSET_FILE, default_dir=None)
-    if file is None:
-        raise FileNotFoundError(
-            f"{KANG_SUBSET_FILE} is not downloadable; tell scgmvae where it is by passing `path` "
-            f"or setting the environment variable {DATA_DIR_ENV} to the directory that holds it."
-        )
+    if path is None:
+        with resources.as_file(resources.files(__package__) / "data" / KANG_SUBSET_FILE) as file:
+            return _read_kang_file(file)
+    file = _file_in(path, KANG_SUBSET_FILE)
     if not file.is_file():
         raise FileNotFoundError(
-            f"{KANG_SUBSET_FILE} was not found in {file.parent}. Place the file there, or set "
-            f"{DATA_DIR_ENV} (or pass `path`) to the directory that holds it. For the full public "
-            f"Kang data use scgmvae.datasets.kang(), which downloads {KANG_URL}."
+            f"{KANG_SUBSET_FILE} was not found at {file}. Call kang_subset() without an "
+            "argument to load the copy that ships with scgmvae."
         )
     return _read_kang_file(file)
 
 
-def _resolve_file(
-    path: str | os.PathLike | None, fname: str, default_dir: Path | None
-) -> Path | None:
-    """Locate ``fname`` from ``path``, then ``$SCGMVAE_DATA_DIR``, then ``default_dir``."""
-    if path is None:
-        env = os.environ.get(DATA_DIR_ENV)
-        if env:
-            path = env
-        elif default_dir is None:
-            return None
-        else:
-            path = default_dir
+def _file_in(path: str | os.PathLike, fname: str) -> Path:
+    """``path`` itself when it is a file, else ``fname`` in the directory ``path``."""
     path = Path(path).expanduser().resolve()
-    # A path to the file itself is accepted too, not only its directory.
     return path if path.is_file() else path / fname
 
 
@@ -143,7 +135,12 @@ def _read_kang_file(file: Path) -> ad.AnnData:
     adata = ad.read_h5ad(file)
     if "counts" in adata.layers:
         adata.X = adata.layers["counts"].copy()
-    _warn_if_not_counts(adata.X, file)
+    if not is_counts(adata.X):
+        logger.warning(
+            "The count matrix of %s has negative or non-integer values, so it does not look like "
+            "raw counts; count likelihoods will reject it.",
+            file,
+        )
 
     obs = adata.obs
     if "condition" in obs and set(obs["condition"].astype(str).unique()) <= set(_CONDITIONS):
@@ -171,14 +168,3 @@ def _read_kang_file(file: Path) -> ad.AnnData:
         if key in obs:
             obs[key] = obs[key].astype("category")
     return adata
-
-
-def _warn_if_not_counts(x: np.ndarray | sparse.spmatrix, file: Path) -> None:
-    """Log a warning when ``x`` is not non-negative and integer-valued."""
-    values = x.data if sparse.issparse(x) else np.asarray(x)
-    if values.size and (values.min() < 0 or not np.all(np.equal(np.mod(values, 1), 0))):
-        logger.warning(
-            "The count matrix of %s has negative or non-integer values, so it does not look like "
-            "raw counts; count likelihoods will reject it.",
-            file,
-        )

@@ -2,53 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
-from scvi import REGISTRY_KEYS
-from scvi.data import AnnDataManager
-from scvi.data.fields import CategoricalObsField, LabelsWithUnlabeledObsField, LayerField
-
-from scgmvae import _validation
-from scgmvae.model._base import BaseGMVAE
-from scgmvae.module._gmvae import CONDITION_KEY
+from ._base import BaseGMVAE
+from ._setup import document_setup_parameters, register_fields
 
 if TYPE_CHECKING:
     from anndata import AnnData
-
-logger = logging.getLogger(__name__)
-
-
-def _register(
-    cls,
-    adata: AnnData,
-    setup_method_args: dict,
-    layer: str | None,
-    labels_key: str | None,
-    unlabeled_category: str,
-    condition_key: str | None = None,
-    **kwargs,
-) -> None:
-    """Validate the keys, then register the fields of a GMVAE-family model."""
-    _validation.check_not_empty(adata)
-    # NaN/inf and dtype here; the model checks the rest against its likelihood
-    _validation.check_values(adata, layer, "normal")
-    _validation.check_obs_key(adata, labels_key, "Labels")
-    _validation.check_obs_key(adata, condition_key, "Condition")
-    _validation.check_categories_have_cells(adata, labels_key, "Labels", [unlabeled_category])
-    _validation.check_categories_have_cells(adata, condition_key, "Condition")
-    fields = [
-        LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=False),
-        # without labels every cell is unlabelled: one dummy category, no labelled component
-        LabelsWithUnlabeledObsField(REGISTRY_KEYS.LABELS_KEY, labels_key, unlabeled_category)
-        if labels_key is not None
-        else CategoricalObsField(REGISTRY_KEYS.LABELS_KEY, None),
-    ]
-    if condition_key is not None:
-        fields.append(CategoricalObsField(CONDITION_KEY, condition_key))
-    adata_manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
-    adata_manager.register_fields(adata, **kwargs)
-    cls.register_manager(adata_manager)
 
 
 class GMVAE(BaseGMVAE):
@@ -58,7 +18,8 @@ class GMVAE(BaseGMVAE):
     means and variances are decoded from a second latent ``w``; a Dirichlet prior on the
     mixture weights lets the classifier ``q(y|z)`` be confident. Trains unsupervised,
     supervised or semi-supervised depending on the labels registered with
-    :meth:`setup_anndata`.
+    :meth:`setup_anndata`. A batch key (donors, samples) and covariates enter the encoder and
+    the decoder of ``x``, not the mixture, so components stay cell types across batches.
 
     Parameters
     ----------
@@ -92,21 +53,24 @@ class GMVAE(BaseGMVAE):
     Examples
     --------
     >>> import scgmvae
-    >>> adata = scgmvae.datasets.toy_blobs(counts=True)
-    >>> scgmvae.model.GMVAE.setup_anndata(adata)
-    >>> model = scgmvae.model.GMVAE(adata, n_components=5)
+    >>> adata = scgmvae.datasets.kang_subset()
+    >>> scgmvae.model.GMVAE.setup_anndata(adata, labels_key="cell_type")
+    >>> model = scgmvae.model.GMVAE(adata)
     >>> model.train(max_epochs=50)
-    >>> adata.obsm["X_scgmvae_z"] = model.get_latent_representation()
-    >>> adata.obs["component"] = model.predict()
+    >>> scgmvae.tl.embed(model, adata)  # obsm["X_scgmvae_z"], obs["scgmvae_component"]
     """
 
     @classmethod
+    @document_setup_parameters
     def setup_anndata(
         cls,
         adata: AnnData,
         layer: str | None = None,
         labels_key: str | None = None,
         unlabeled_category: str = "Unknown",
+        batch_key: str | None = None,
+        categorical_covariate_keys: list[str] | None = None,
+        continuous_covariate_keys: list[str] | None = None,
         **kwargs,
     ) -> None:
         """Register an AnnData with the model class.
@@ -114,16 +78,19 @@ class GMVAE(BaseGMVAE):
         Parameters
         ----------
         adata
-            AnnData with cells in rows; raw counts for the count likelihoods.
-        layer
-            Layer holding the data; ``None`` uses ``adata.X``.
-        labels_key
-            Column of ``adata.obs`` with cell-type labels, for supervised or semi-supervised
-            training; cells labelled ``unlabeled_category`` are treated as unlabelled.
-        unlabeled_category
-            Label value of unlabelled cells.
-        **kwargs
-            Passed to :meth:`scvi.data.AnnDataManager.register_fields`.
+            AnnData with cells in rows.
+        {setup_parameters}
         """
         setup_method_args = cls._get_setup_method_args(**locals())
-        _register(cls, adata, setup_method_args, layer, labels_key, unlabeled_category, **kwargs)
+        register_fields(
+            cls,
+            adata,
+            setup_method_args,
+            layer=layer,
+            labels_key=labels_key,
+            unlabeled_category=unlabeled_category,
+            batch_key=batch_key,
+            categorical_covariate_keys=categorical_covariate_keys,
+            continuous_covariate_keys=continuous_covariate_keys,
+            **kwargs,
+        )

@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ._utils import save_figure
+from ._utils import document_show_save, finish
 
 if TYPE_CHECKING:
     import os
     from collections.abc import Sequence
 
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from scgmvae.model import BaseGMVAE
@@ -24,11 +25,14 @@ logger = logging.getLogger(__name__)
 MAX_COLUMNS = 3
 
 
+@document_show_save
 def loss_history(
     model: BaseGMVAE,
     terms: Sequence[str] = ("reconstruction", "kl_z", "kl_w", "kl_y", "kl_d", "classification"),
+    show: bool | None = None,
     save: str | os.PathLike | None = None,
-) -> Figure:
+    return_fig: bool | None = None,
+) -> list[Axes] | Figure | None:
     """Per-epoch training (and validation) curves of the loss terms, one panel each.
 
     Parameters
@@ -39,12 +43,11 @@ def loss_history(
     terms
         Logged terms to plot; terms missing from the history are skipped with a warning
         (``"elbo"`` works as well).
-    save
-        Write the figure to this file.
+    {show_save}
 
     Returns
     -------
-    The figure.
+    The axes, one per term (or the figure with ``return_fig``), unless the figure is shown.
     """
     history = model.history or {}
     found = []
@@ -74,5 +77,4 @@ def loss_history(
             ax.legend(frameon=False, fontsize=8)
     for ax in axes.flat[len(found) :]:
         ax.remove()
-    save_figure(fig, save)
-    return fig
+    return finish(fig, list(axes.flat[: len(found)]), show=show, save=save, return_fig=return_fig)

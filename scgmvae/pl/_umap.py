@@ -14,19 +14,25 @@ from scipy import sparse
 from scgmvae.tl._embed import COMPONENT_KEY, PREDICTION_KEY
 from scgmvae.tl._perturbation import log_normalize
 
-from ._utils import save_figure
+from ._utils import document_show_save, finish
 
 if TYPE_CHECKING:
     import os
     from collections.abc import Mapping, Sequence
 
     from anndata import AnnData
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
 PANEL_WIDTH = 5.0
 PANEL_HEIGHT = 4.0
+MARKER_AREA = 120_000
+"""Default marker size times the number of cells (scanpy's rule)."""
+RING_SCALE = 1.6
+"""Generated cells' rings are this much larger than the real cells' dots."""
+RING_WIDTH = 0.8
 
 
 def _umap(
@@ -62,15 +68,18 @@ def _panels(n: int) -> tuple[Figure, np.ndarray]:
     return fig, axes[0]
 
 
+@document_show_save
 def latent_umap(
     adata: AnnData,
     representation: str = "z",
     color: str | Sequence[str] = (PREDICTION_KEY, COMPONENT_KEY, "condition"),
     neighbors_kwargs: Mapping[str, Any] | None = None,
     recompute: bool = False,
+    show: bool | None = None,
     save: str | os.PathLike | None = None,
+    return_fig: bool | None = None,
     **kwargs: Any,
-) -> Figure:
+) -> list[Axes] | Figure | None:
     """UMAP of a latent space of the model, one panel per colour.
 
     The UMAP of ``obsm["X_scgmvae_<representation>"]`` is computed on a scratch copy, so
@@ -93,14 +102,13 @@ def latent_umap(
         Keyword arguments of :func:`scanpy.pp.neighbors` (e.g. ``n_neighbors``).
     recompute
         Compute the UMAP even when it is stored already.
-    save
-        Write the figure to this file.
+    {show_save}
     **kwargs
         Passed to :func:`scanpy.pl.embedding` (e.g. ``size``, ``palette``, ``legend_loc``).
 
     Returns
     -------
-    The figure.
+    The axes, one per colour (or the figure with ``return_fig``), unless the figure is shown.
     """
     import scanpy as sc
 
@@ -120,8 +128,7 @@ def latent_umap(
         ax.set_xlabel("UMAP1")
         ax.set_ylabel("UMAP2")
         ax.set_title(representation if key is None else f"{representation}: {key}")
-    save_figure(fig, save)
-    return fig
+    return finish(fig, list(axes), show=show, save=save, return_fig=return_fig)
 
 
 def _string_column(obs: pd.DataFrame, key: str | None) -> pd.Series:
@@ -184,6 +191,7 @@ def _real_and_generated(
     )
 
 
+@document_show_save
 def generated_vs_real(
     real: AnnData,
     generated: AnnData,
@@ -192,16 +200,19 @@ def generated_vs_real(
     real_condition_key: str | None = "condition",
     n_pcs: int = 30,
     neighbors_kwargs: Mapping[str, Any] | None = None,
+    size: float | None = None,
+    show: bool | None = None,
     save: str | os.PathLike | None = None,
-    **kwargs: Any,
-) -> Figure:
+    return_fig: bool | None = None,
+) -> list[Axes] | Figure | None:
     """Joint UMAP of real cells and cells from :meth:`~scgmvae.model.GMVAE.generate`.
 
     Real cells are log-normalised (log1p(CP10k), when they hold counts) and stacked with the
     generated cells (already in that space) on their common genes; the real cells' label and
     condition columns are renamed ``label`` and ``condition`` as in the generated cells, and
     ``synthetic`` tells them apart. PCA, neighbours and UMAP are computed on the combined cells.
-    Generated cells are drawn on top and outlined in black.
+    Real cells are drawn as filled dots and generated cells as open rings of the same colour,
+    so neither hides the other.
 
     Parameters
     ----------
@@ -220,14 +231,13 @@ def generated_vs_real(
         Number of principal components (at most the number of genes or cells minus one).
     neighbors_kwargs
         Keyword arguments of :func:`scanpy.pp.neighbors` (e.g. ``n_neighbors``).
-    save
-        Write the figure to this file.
-    **kwargs
-        Passed to :func:`scanpy.pl.embedding` (e.g. ``size``, ``palette``, ``legend_loc``).
+    size
+        Marker size; by default it shrinks with the number of cells.
+    {show_save}
 
     Returns
     -------
-    The figure.
+    The axes, one per colour (or the figure with ``return_fig``), unless the figure is shown.
     """
     import scanpy as sc
 
@@ -237,21 +247,78 @@ def generated_vs_real(
     sc.pp.neighbors(combined, use_rep="X_pca", **(neighbors_kwargs or {}))
     sc.tl.umap(combined)
 
-    kwargs.setdefault("size", 120_000 / combined.n_obs)
-    synthetic = combined.obsm["X_umap"][combined.obs["synthetic"].to_numpy(dtype=bool)]
+    size = MARKER_AREA / combined.n_obs if size is None else size
     keys = _panel_keys(combined, color)
     fig, axes = _panels(len(keys))
     for ax, key in zip(axes, keys, strict=True):
-        sc.pl.embedding(combined, basis="umap", color=key, ax=ax, show=False, **kwargs)
-        ax.scatter(
-            synthetic[:, 0],
-            synthetic[:, 1],
-            s=kwargs["size"],
-            facecolors="none",
-            edgecolors="black",
-            linewidths=0.4,
-        )
+        _rings_over_dots(ax, combined, key, size)
         ax.set_title("generated vs real" if key is None else key)
-    fig.suptitle(f"{real.n_obs} real and {generated.n_obs} generated cells (outlined)")
-    save_figure(fig, save)
-    return fig
+    fig.suptitle(f"{real.n_obs} real cells (dots) and {generated.n_obs} generated cells (rings)")
+    return finish(fig, list(axes), show=show, save=save, return_fig=return_fig)
+
+
+def _cell_colours(adata: AnnData, key: str | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """An RGBA colour per cell for ``key``, and the legend entries (category to colour)."""
+    from matplotlib import colormaps
+    from scanpy.plotting.palettes import default_20, default_102
+
+    n = adata.n_obs
+    if key is None:
+        return np.tile(plt.matplotlib.colors.to_rgba("0.5"), (n, 1)), {}
+    if key in adata.var_names:
+        values = np.asarray(
+            adata[:, key].X.todense() if sparse.issparse(adata.X) else adata[:, key].X
+        )
+        values = values.ravel()
+        span = np.ptp(values) or 1.0
+        return colormaps["viridis"]((values - values.min()) / span), {}
+    column = adata.obs[key].astype("category")
+    categories = list(column.cat.categories)
+    palette = default_20 if len(categories) <= len(default_20) else default_102
+    lookup = {
+        c: plt.matplotlib.colors.to_rgba(palette[i % len(palette)])
+        for i, c in enumerate(categories)
+    }
+    missing = plt.matplotlib.colors.to_rgba("0.8")
+    colours = np.array([lookup.get(v, missing) for v in column.astype(object)])
+    return colours, lookup
+
+
+def _rings_over_dots(ax: Axes, adata: AnnData, key: str | None, size: float) -> None:
+    """Real cells as filled dots, generated cells as open rings, coloured by ``key``."""
+    from matplotlib.lines import Line2D
+
+    xy = adata.obsm["X_umap"]
+    synthetic = adata.obs["synthetic"].to_numpy(dtype=bool)
+    colours, legend = _cell_colours(adata, key)
+    ax.scatter(*xy[~synthetic].T, s=size, c=colours[~synthetic], linewidths=0)
+    ax.scatter(
+        *xy[synthetic].T,
+        s=size * RING_SCALE,
+        facecolors="none",
+        edgecolors=colours[synthetic],
+        linewidths=RING_WIDTH,
+    )
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color=colour, label=str(name))
+        for name, colour in legend.items()
+    ]
+    handles += [
+        Line2D([], [], marker="o", linestyle="", color="0.4", label="real"),
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="",
+            markerfacecolor="none",
+            color="0.4",
+            label="generated",
+        ),
+    ]
+    ax.legend(
+        handles=handles, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False, fontsize=8
+    )
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel("UMAP1")
+    ax.set_ylabel("UMAP2")

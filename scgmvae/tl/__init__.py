@@ -1,4 +1,5 @@
 from ._clusters import clustering_scores, map_components
+from ._de import rank_genes_groups
 from ._embed import embed
 from ._leiden import leiden_clusters, leiden_guided_train
 from ._perturbation import evaluate_perturbation, log_normalize, top_degs
@@ -11,5 +12,6 @@ __all__ = [
     "leiden_guided_train",
     "log_normalize",
     "map_components",
+    "rank_genes_groups",
     "top_degs",
 ]

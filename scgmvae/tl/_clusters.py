@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-
-logger = logging.getLogger(__name__)
+from sklearn.metrics import (
+    adjusted_rand_score,
+    completeness_score,
+    homogeneity_score,
+    normalized_mutual_info_score,
+)
 
 
 def map_components(
@@ -54,7 +56,11 @@ def map_components(
 
 
 def clustering_scores(components: Sequence, labels: Sequence) -> dict[str, float]:
-    """ARI, NMI, majority and one-to-one (Hungarian) accuracy, and the number of clusters.
+    """ARI, NMI, homogeneity, completeness, accuracies and the number of clusters.
+
+    Homogeneity is 1 when every cluster holds cells of one label only, completeness when all
+    cells of a label are in one cluster; NMI is their harmonic mean. The accuracies map each
+    cluster to its majority label (several clusters may share one) or one-to-one (Hungarian).
 
     Parameters
     ----------
@@ -65,14 +71,16 @@ def clustering_scores(components: Sequence, labels: Sequence) -> dict[str, float
 
     Returns
     -------
-    A dict with keys ``ari``, ``nmi``, ``accuracy_majority``, ``accuracy_hungarian`` and
-    ``n_clusters``.
+    A dict with keys ``ari``, ``nmi``, ``homogeneity``, ``completeness``,
+    ``accuracy_majority``, ``accuracy_hungarian`` and ``n_clusters``.
     """
     components = np.asarray(components)
     labels = np.asarray(labels)
     scores = {
         "ari": float(adjusted_rand_score(labels, components)),
         "nmi": float(normalized_mutual_info_score(labels, components)),
+        "homogeneity": float(homogeneity_score(labels, components)),
+        "completeness": float(completeness_score(labels, components)),
     }
     for method in ("majority", "hungarian"):
         mapping = map_components(components, labels, method=method)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -10,8 +9,6 @@ if TYPE_CHECKING:
     from anndata import AnnData
 
     from scgmvae.model import BaseGMVAE
-
-logger = logging.getLogger(__name__)
 
 
 def leiden_clusters(
@@ -26,8 +23,7 @@ def leiden_clusters(
 
     By default on the PCA of log-normalised data (scanpy's defaults); with ``use_rep`` on an
     embedding in ``adata.obsm``, e.g. the ``z`` of a first model (``"X_scgmvae_z"`` after
-    :func:`scgmvae.tl.embed`), which separates Kang's cell types better than the PCA does
-    (see the benchmarks page).
+    :func:`scgmvae.tl.embed`).
 
     Parameters
     ----------
@@ -98,11 +94,9 @@ def leiden_guided_train(
     component per cluster with the supervised loss; the unsupervised phase then lets cells
     move between components, which can repair the clustering where Leiden was wrong.
 
-    The clusters are only as good as the space Leiden runs in. On Kang's PBMCs, Leiden on the
-    ``z`` of a first, unsupervised model separates the cell types better than Leiden on the PCA
-    (ARI 0.53 against 0.47), and an unsupervised mixture alone lands in different optima from
-    seed to seed; the two-stage recipe is the most accurate unsupervised clustering measured
-    (see the benchmarks page)::
+    The clusters are only as good as the space Leiden runs in: Leiden on the ``z`` of a first,
+    unsupervised model can separate cell types better than Leiden on the PCA. The two-stage
+    recipe (the benchmarks page measures it against a single model)::
 
         GMVAE.setup_anndata(adata)
         first = GMVAE(adata, n_components=n_types)
@@ -134,9 +128,6 @@ def leiden_guided_train(
         )
     model.train(max_epochs=supervised_epochs, **train_kwargs)
     if unsupervised_epochs > 0:
-        model.module.use_labels = False
-        try:
-            model.train(max_epochs=unsupervised_epochs, **train_kwargs)
-        finally:
-            model.module.use_labels = True
+        plan_kwargs = {**train_kwargs.pop("plan_kwargs", {}), "use_labels": False}
+        model.train(max_epochs=unsupervised_epochs, plan_kwargs=plan_kwargs, **train_kwargs)
     return model

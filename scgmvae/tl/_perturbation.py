@@ -1,27 +1,37 @@
-"""Scoring perturbation predictions with the scGen protocol (DESIGN.md §4)."""
+"""Scoring perturbation predictions with the scGen protocol."""
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from scgmvae._validation import is_counts
+
 if TYPE_CHECKING:
     from anndata import AnnData
-
-logger = logging.getLogger(__name__)
 
 
 def _dense(matrix) -> np.ndarray:
     return np.asarray(matrix.toarray() if sparse.issparse(matrix) else matrix, dtype=np.float64)
 
 
-def _is_counts(adata: AnnData) -> bool:
-    values = adata.X.data if sparse.issparse(adata.X) else np.asarray(adata.X)
-    return bool(values.size) and values.min() >= 0 and np.allclose(values, np.round(values))
+def check_same_genes(reference: AnnData, hint: str = "", **others: AnnData) -> None:
+    """Raise when any of ``others`` has other genes than ``reference`` (or another order)."""
+    for name, other in others.items():
+        if other is not None and not other.var_names.equals(reference.var_names):
+            raise ValueError(
+                f"The {name} cells have other genes than the {hint or 'reference'} cells; "
+                f"subset them to the same var_names in the same order (e.g. "
+                f"{name}[:, reference.var_names])."
+            )
+
+
+def gene_means(adata: AnnData) -> np.ndarray:
+    """Per-gene mean of the log-normalised expression (counts are normalised on a copy)."""
+    return _dense(log_normalize(adata).X).mean(0)
 
 
 def log_normalize(adata: AnnData, target_sum: float = 1e4) -> AnnData:
@@ -40,7 +50,7 @@ def log_normalize(adata: AnnData, target_sum: float = 1e4) -> AnnData:
     """
     import scanpy as sc
 
-    if not _is_counts(adata):
+    if not is_counts(adata.X):
         return adata
     normalised = adata.copy()
     sc.pp.normalize_total(normalised, target_sum=target_sum)
@@ -48,7 +58,7 @@ def log_normalize(adata: AnnData, target_sum: float = 1e4) -> AnnData:
     return normalised
 
 
-def _r2(x: np.ndarray, y: np.ndarray) -> float:
+def squared_pearson(x: np.ndarray, y: np.ndarray) -> float:
     """Squared Pearson correlation; 0 when either side is constant."""
     if np.std(x) == 0 or np.std(y) == 0:
         return 0.0
@@ -123,26 +133,19 @@ def evaluate_perturbation(
     ``r2_top_degs`` and ``r2_lfc_top_degs``.
     """
     genes = stimulated.var_names
-    for name, other in (("predicted", predicted), ("control", control)):
-        if not other.var_names.equals(genes):
-            raise ValueError(
-                f"The {name} cells have other genes than the stimulated cells; subset all three "
-                "to the same var_names in the same order."
-            )
+    check_same_genes(stimulated, "stimulated", predicted=predicted, control=control)
     if degs is None:
         degs = top_degs(stimulated, control, n_genes=n_degs)
     deg_idx = genes.get_indexer(degs)
     if (deg_idx < 0).any():
         raise ValueError("Some DEGs are not among the genes of the cells.")
-    mean_real = _dense(log_normalize(stimulated).X).mean(0)
-    mean_ctrl = _dense(log_normalize(control).X).mean(0)
-    mean_pred = _dense(log_normalize(predicted).X).mean(0)
+    mean_real, mean_ctrl, mean_pred = (gene_means(a) for a in (stimulated, control, predicted))
     rows = {}
     for name, mean in (("prediction", mean_pred), ("control", mean_ctrl)):
         rows[name] = {
-            "r2_all": _r2(mean, mean_real),
-            "r2_top_degs": _r2(mean[deg_idx], mean_real[deg_idx]),
-            "r2_lfc_top_degs": _r2(
+            "r2_all": squared_pearson(mean, mean_real),
+            "r2_top_degs": squared_pearson(mean[deg_idx], mean_real[deg_idx]),
+            "r2_lfc_top_degs": squared_pearson(
                 mean[deg_idx] - mean_ctrl[deg_idx], mean_real[deg_idx] - mean_ctrl[deg_idx]
             ),
         }

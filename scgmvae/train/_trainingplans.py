@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import inspect
 from dataclasses import replace
 
 import torch
@@ -10,7 +10,9 @@ from scvi.module.base import LossOutput
 from scvi.train import TrainingPlan
 from torchmetrics import MetricCollection
 
-logger = logging.getLogger(__name__)
+# scvi-tools 1.5 adds a fused Adam (the default there); scvi-tools 1.4 has only the plain one.
+# The plain one is used on both so that a model trains the same on either (see the benchmarks).
+_HAS_FUSED_OPTIMIZER = "fused_optimizer" in inspect.signature(TrainingPlan.__init__).parameters
 
 
 class GMVAETrainingPlan(TrainingPlan):
@@ -24,9 +26,26 @@ class GMVAETrainingPlan(TrainingPlan):
     device and on many. At the end of training it also copies the first process's buffers
     (batch-norm running statistics) to the others: DDP syncs them at the start of each step
     only, so after the last step every process held its own, and predictions could differ.
+    The optimizer is scvi-tools' plain Adam on every scvi-tools version (1.5's fused Adam is
+    not used), so that results do not depend on the installed version.
+
+    Parameters
+    ----------
+    module
+        The :class:`~scgmvae.module.GMVAEModule`.
+    **kwargs
+        Passed to :class:`~scvi.train.TrainingPlan` (``lr``, ``n_epochs_kl_warmup``, ...);
+        keyword arguments it does not take go to the module's ``loss`` (e.g.
+        ``use_labels=False``).
     """
 
+    def __init__(self, module, **kwargs):
+        if _HAS_FUSED_OPTIMIZER:
+            kwargs.setdefault("fused_optimizer", False)
+        super().__init__(module, **kwargs)
+
     def on_train_end(self) -> None:
+        super().on_train_end()
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             for buffer in self.module.buffers():
                 torch.distributed.broadcast(buffer, src=0)

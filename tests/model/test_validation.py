@@ -42,11 +42,16 @@ def test_negative_values_rejected_for_counts(toy):
     GMVAE(toy, gene_likelihood="normal")  # scaled data is fine with a Gaussian
 
 
-def test_non_integer_values_warn_for_counts(toy):
-    toy.X = toy.X + 0.5
+def test_normalised_data_rejected_for_counts(toy):
+    toy.layers["counts"] = toy.X.copy()
+    toy.X = np.log1p(toy.X / toy.X.sum(1, keepdims=True) * 1e4)  # log-normalised, as scanpy
     GMVAE.setup_anndata(toy)
-    with pytest.warns(UserWarning, match="non-integer values.*raw counts"):
+    message = r"non-integer values.*layer='counts'.*gene_likelihood='normal'"
+    with pytest.raises(ValueError, match=message):
         GMVAE(toy)
+    GMVAE(toy, gene_likelihood="normal")  # normalised data with a Gaussian
+    GMVAE.setup_anndata(toy, layer="counts")
+    GMVAE(toy)  # the raw counts in a layer
 
 
 def test_bernoulli_needs_unit_interval(toy):
@@ -93,6 +98,51 @@ def test_empty_categories_rejected(toy):
 def test_empty_anndata_rejected(toy):
     with pytest.raises(ValueError, match="AnnData is empty"):
         GMVAE.setup_anndata(toy[:0].copy())
+
+
+def test_labels_with_missing_values(toy):
+    labels = toy.obs["cell_type"].astype(object)
+    labels.iloc[:3] = np.nan
+    toy.obs["with_nan"] = labels
+    with pytest.raises(ValueError, match=r"'with_nan' has 3 missing values.*fillna\('Unknown'\)"):
+        GMVAE.setup_anndata(toy, labels_key="with_nan")
+
+
+def test_integer_label_codes(toy):
+    toy.obs["codes"] = toy.obs["cell_type"].cat.codes.astype(int)
+    with pytest.raises(TypeError, match=r"'codes' holds non-string codes.*astype\(str\)"):
+        GMVAE.setup_anndata(toy, labels_key="codes")
+    toy.obs["codes"] = toy.obs["codes"].astype(str)
+    GMVAE.setup_anndata(toy, labels_key="codes")  # the suggested fix works
+
+
+def test_batch_with_missing_values(toy):
+    toy.obs["donor"] = np.where(np.arange(toy.n_obs) % 3 == 0, None, "d1")
+    with pytest.raises(ValueError, match=r"Batch column 'donor' has \d+ missing values"):
+        GMVAE.setup_anndata(toy, batch_key="donor")
+    with pytest.raises(KeyError, match="Batch key 'sample' is not a column"):
+        GMVAE.setup_anndata(toy, batch_key="sample")
+
+
+def test_continuous_covariate_must_be_numeric(toy):
+    toy.obs["pct"] = "high"
+    with pytest.raises(TypeError, match="Continuous covariate 'pct' has dtype"):
+        GMVAE.setup_anndata(toy, continuous_covariate_keys=["pct"])
+
+
+def test_unseen_conditions_and_batches_point_to_query_mapping(toy):
+    toy.obs["donor"] = np.where(np.arange(toy.n_obs) % 2 == 0, "d1", "d2")
+    CGMVAE.setup_anndata(toy, condition_key="condition", batch_key="donor")
+    model = CGMVAE(toy)
+    model.train(max_epochs=1, enable_progress_bar=False)
+    new = toy.copy()
+    new.obs["donor"] = "d3"
+    with pytest.raises(ValueError, match=r"Batch column 'donor'.*\['d3'\].*load_query_data"):
+        model.predict(new)
+    new = toy.copy()
+    new.obs["condition"] = new.obs["condition"].astype(str).replace("stimulated", "treated")
+    with pytest.raises(ValueError, match=r"Condition column 'condition'.*\['treated'\]"):
+        model.get_latent_representation(new)
 
 
 def test_too_few_components(toy):

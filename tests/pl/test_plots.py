@@ -16,10 +16,9 @@ import pytest
 import scanpy as sc
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.text import Annotation
 
 import scgmvae.pl as pl
-from scgmvae.tl._perturbation import _r2, log_normalize, top_degs
+from scgmvae.tl._perturbation import log_normalize, squared_pearson, top_degs
 
 N_CELLS, N_GENES = 60, 50
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -97,6 +96,10 @@ def _means(adata: anndata.AnnData) -> np.ndarray:
     return np.asarray(log_normalize(adata).X, dtype=np.float64).mean(0)
 
 
+def _gene_labels(ax: Axes) -> list[str]:
+    return [t.get_text() for t in ax.texts if t.get_text().startswith("gene_")]
+
+
 def _r2_text(ax: Axes) -> str:
     (text,) = [t.get_text() for t in ax.texts if "R² all genes" in t.get_text()]
     return text
@@ -105,7 +108,9 @@ def _r2_text(ax: Axes) -> str:
 def test_mean_regression_r2_and_labels(split, tmp_path):
     predicted, real, _ = split
     degs = list(real.var_names[[3, 10, 20, 30, 40, 45]])
-    ax = pl.mean_regression(predicted, real, degs=degs, n_labels=4, save=tmp_path / "reg.png")
+    ax = pl.mean_regression(
+        predicted, real, degs=degs, n_labels=4, show=False, save=tmp_path / "reg.png"
+    )
 
     assert isinstance(ax, Axes)
     _assert_png(tmp_path / "reg.png")
@@ -113,19 +118,30 @@ def test_mean_regression_r2_and_labels(split, tmp_path):
     idx = real.var_names.get_indexer(degs)
     shown = re.findall(r"R² (all genes|top DEGs) = (\S+)", _r2_text(ax))
     assert shown == [
-        ("all genes", f"{_r2(x, y):.3f}"),
-        ("top DEGs", f"{_r2(x[idx], y[idx]):.3f}"),
+        ("all genes", f"{squared_pearson(x, y):.3f}"),
+        ("top DEGs", f"{squared_pearson(x[idx], y[idx]):.3f}"),
     ]
-    labels = [t.get_text() for t in ax.texts if isinstance(t, Annotation)]
-    assert labels == degs[:4]
+    assert _gene_labels(ax) == degs[:4]
     assert len(ax.lines) == 1  # the regression line
+
+
+def test_mean_regression_labels_do_not_overlap(split):
+    predicted, real, _ = split
+    # the labelled genes sit close together, so their names would overlap where they are
+    degs = list(real.var_names[:12])
+    ax = pl.mean_regression(predicted, real, degs=degs, n_labels=12, show=False)
+    ax.figure.canvas.draw()
+    renderer = ax.figure.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts if t.get_text() in degs]
+    assert len(boxes) == 12
+    overlaps = [(i, j) for i in range(12) for j in range(i) if boxes[i].overlaps(boxes[j])]
+    assert not overlaps
 
 
 def test_mean_regression_degs_from_control(split):
     predicted, real, control = split
-    ax = pl.mean_regression(predicted, real, control=control, n_labels=5)
-    labels = [t.get_text() for t in ax.texts if isinstance(t, Annotation)]
-    assert labels == top_degs(real, control, 100)[:5]
+    ax = pl.mean_regression(predicted, real, control=control, n_labels=5, show=False)
+    assert _gene_labels(ax) == top_degs(real, control, 100)[:5]
     assert "R² top DEGs" in _r2_text(ax)
 
 
@@ -137,6 +153,20 @@ def test_mean_regression_counts_or_log_and_given_axes(split):
     assert _r2_text(left) == _r2_text(right)
     assert "top DEGs" not in _r2_text(left)
     assert left.get_title() == "counts"
+
+
+def test_show_save_and_return_fig_as_in_scanpy(split, monkeypatch):
+    predicted, real, _ = split
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda: shown.append(True))
+    assert pl.mean_regression(predicted, real) is None  # shown by default
+    assert shown == [True]
+    fig = pl.mean_regression(predicted, real, return_fig=True)
+    assert isinstance(fig, Figure) and shown == [True]
+    _, ax = plt.subplots()
+    assert pl.mean_regression(predicted, real, ax=ax) is ax  # given axes: not shown
+    assert pl.mean_regression(predicted, real, ax=ax, show=True) is None
+    assert shown == [True, True]
 
 
 def test_mean_regression_bad_genes(split):
@@ -155,7 +185,7 @@ def test_latent_umap_keeps_user_umap_and_reuses_coordinates(adata, monkeypatch, 
     umap = sc.tl.umap
     monkeypatch.setattr(sc.tl, "umap", lambda *a, **k: calls.append(1) or umap(*a, **k))
 
-    fig = pl.latent_umap(adata, save=tmp_path / "z.png")
+    fig = pl.latent_umap(adata, save=tmp_path / "z.png", return_fig=True)
 
     assert isinstance(fig, Figure)
     assert [ax.get_title() for ax in fig.axes] == [
@@ -170,36 +200,44 @@ def test_latent_umap_keeps_user_umap_and_reuses_coordinates(adata, monkeypatch, 
     coords = adata.obsm["X_umap_scgmvae_z"].copy()
     assert coords.shape == (N_CELLS, 2)
 
-    pl.latent_umap(adata, color="condition")
+    axes = pl.latent_umap(adata, color="condition", show=False)
+    assert [ax.get_title() for ax in axes] == ["z: condition"]
     assert len(calls) == 1
     np.testing.assert_array_equal(adata.obsm["X_umap_scgmvae_z"], coords)
-    pl.latent_umap(adata, color="condition", recompute=True)
+    pl.latent_umap(adata, color="condition", recompute=True, show=False)
     assert len(calls) == 2
 
 
 def test_latent_umap_skips_absent_colors(adata, caplog):
     adata.obsm["X_umap_scgmvae_w"] = np.random.default_rng(3).normal(size=(N_CELLS, 2))
     with caplog.at_level(logging.WARNING, logger="scgmvae"):
-        fig = pl.latent_umap(adata, representation="w", color=("not_a_column", "cell_type"))
-    assert [ax.get_title() for ax in fig.axes] == ["w: cell_type"]
+        axes = pl.latent_umap(
+            adata, representation="w", color=("not_a_column", "cell_type"), show=False
+        )
+    assert [ax.get_title() for ax in axes] == ["w: cell_type"]
     assert "not_a_column" in caplog.text
 
 
 def test_latent_umap_missing_representation(adata):
     del adata.obsm["X_scgmvae_z"]
     with pytest.raises(ValueError, match=r"X_scgmvae_z.*run scgmvae\.tl\.embed\(model, adata\)"):
-        pl.latent_umap(adata)
+        pl.latent_umap(adata, show=False)
 
 
 def test_generated_vs_real(adata, generated, tmp_path):
     before = adata.copy()
-    fig = pl.generated_vs_real(adata, generated, save=tmp_path / "gen.png")
+    axes = pl.generated_vs_real(adata, generated, save=tmp_path / "gen.png", show=False)
 
-    assert isinstance(fig, Figure)
-    assert [ax.get_title() for ax in fig.axes] == ["synthetic", "condition", "label"]
+    assert [ax.get_title() for ax in axes] == ["synthetic", "condition", "label"]
     _assert_png(tmp_path / "gen.png")
-    for ax in fig.axes:  # generated cells outlined on top
-        assert len(ax.collections[-1].get_offsets()) == generated.n_obs
+    for ax in axes:
+        real_dots, generated_rings = ax.collections
+        assert len(real_dots.get_offsets()) == adata.n_obs
+        assert len(generated_rings.get_offsets()) == generated.n_obs
+        # rings are hollow, so the real cells underneath stay visible
+        assert np.all(generated_rings.get_facecolors()[:, 3] == 0)
+        legend = [text.get_text() for text in ax.get_legend().get_texts()]
+        assert legend[-2:] == ["real", "generated"]
     np.testing.assert_array_equal(adata.X, before.X)
     assert list(adata.obsm) == list(before.obsm)
     assert list(adata.obs.columns) == list(before.obs.columns)
@@ -207,11 +245,11 @@ def test_generated_vs_real(adata, generated, tmp_path):
 
 def test_generated_vs_real_bad_input(adata, generated):
     with pytest.raises(ValueError, match=r"'celltype'.*real_label_key"):
-        pl.generated_vs_real(adata, generated, real_label_key="celltype")
+        pl.generated_vs_real(adata, generated, real_label_key="celltype", show=False)
     other = generated.copy()
     other.var_names = [f"other_{i}" for i in range(other.n_vars)]
     with pytest.raises(ValueError, match="no genes in common"):
-        pl.generated_vs_real(adata, other)
+        pl.generated_vs_real(adata, other, show=False)
 
 
 def test_loss_history(tmp_path, caplog):
@@ -223,12 +261,13 @@ def test_loss_history(tmp_path, caplog):
     }
     del history["kl_w_validation"]
     with caplog.at_level(logging.WARNING, logger="scgmvae"):
-        fig = pl.loss_history(SimpleNamespace(history=history), save=tmp_path / "loss.png")
+        axes = pl.loss_history(
+            SimpleNamespace(history=history), save=tmp_path / "loss.png", show=False
+        )
 
-    assert isinstance(fig, Figure)
-    assert [ax.get_title() for ax in fig.axes] == ["reconstruction", "kl_z", "kl_w"]
-    assert [len(ax.lines) for ax in fig.axes] == [2, 2, 1]
+    assert [ax.get_title() for ax in axes] == ["reconstruction", "kl_z", "kl_w"]
+    assert [len(ax.lines) for ax in axes] == [2, 2, 1]
     assert "kl_y" in caplog.text
     _assert_png(tmp_path / "loss.png")
     with pytest.raises(ValueError, match="train the model first"):
-        pl.loss_history(SimpleNamespace(history=None))
+        pl.loss_history(SimpleNamespace(history=None), show=False)

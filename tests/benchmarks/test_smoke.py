@@ -9,24 +9,26 @@ from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+pytestmark = pytest.mark.slow
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.mark.parametrize(
     "script", ["clustering.py", "perturbation.py", "semi_supervised.py", "speed.py"]
 )
-def test_benchmark_smoke(script, data_dir):
-    _run_smoke(script, data_dir)
+def test_benchmark_smoke(script, tmp_path):
+    _run_smoke(script, tmp_path)
 
 
-def test_perturbation_benchmark_reads_the_full_data_file(data_dir, tmp_path):
+def test_perturbation_benchmark_reads_the_full_data_file(tmp_path):
     # a stand-in for the public kang_2018.h5ad in pertpy's layout (conditions in obs["label"],
     # counts in layers["counts"]): the benchmark must find it locally, without downloading
     import scanpy as sc
 
     import scgmvae
 
-    adata = scgmvae.datasets.kang_subset(data_dir)
+    adata = scgmvae.datasets.kang_subset()
     adata.obs["label"] = adata.obs.pop("condition").map({"control": "ctrl", "stimulated": "stim"})
     adata.layers["counts"] = adata.X.copy()
     sc.pp.normalize_total(adata)

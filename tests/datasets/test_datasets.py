@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import anndata as ad
@@ -15,7 +14,7 @@ from sklearn.cluster import KMeans
 
 from scgmvae.datasets import kang, kang_subset, toy_blobs
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # --- toy_blobs ----------------------------------------------------------------------------------
@@ -214,34 +213,30 @@ def test_kang_download_failure(tmp_path, monkeypatch):
 # --- kang_subset --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def shared_data_dir() -> Path:
-    """Directory of the shared test data: $SCGMVAE_DATA_DIR, else <repo>/../shared/data."""
-    directory = Path(os.environ.get("SCGMVAE_DATA_DIR") or REPO.parent / "shared" / "data")
-    if not (directory / "kang_ifnb_832.h5ad").is_file():
-        pytest.fail(
-            f"kang_ifnb_832.h5ad not found in {directory.resolve()}: set SCGMVAE_DATA_DIR to the "
-            "directory holding the shared test data."
-        )
-    return directory
-
-
-def test_kang_subset_real_file(shared_data_dir, monkeypatch):
-    monkeypatch.setenv("SCGMVAE_DATA_DIR", str(shared_data_dir))
+def test_kang_subset_is_embedded(monkeypatch):
+    monkeypatch.delenv("SCGMVAE_DATA_DIR", raising=False)
     adata = kang_subset()
     assert adata.shape == (832, 14053)
     assert list(adata.obs["condition"].cat.categories) == ["control", "stimulated"]
     assert set(adata.obs["condition"]) == {"control", "stimulated"}
-    assert adata.obs["cell_type"].nunique() == 6
+    assert list(adata.obs["cell_type"].cat.categories) == [
+        "B",
+        "CD14 Mono",
+        "CD16 Mono",
+        "CD4 Memory T",
+        "CD4 Naive T",
+        "CD8 T",
+    ]
     values = adata.X.data if sparse.issparse(adata.X) else np.asarray(adata.X)
     assert values.min() >= 0
     np.testing.assert_array_equal(values, np.round(values))
 
 
-def test_kang_subset_missing(tmp_path, monkeypatch):
-    monkeypatch.setenv("SCGMVAE_DATA_DIR", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match=r"kang_ifnb_832\.h5ad.*SCGMVAE_DATA_DIR"):
-        kang_subset()
-    monkeypatch.delenv("SCGMVAE_DATA_DIR")
-    with pytest.raises(FileNotFoundError, match="SCGMVAE_DATA_DIR"):
-        kang_subset()
+def test_kang_subset_from_a_path(tmp_path):
+    embedded = kang_subset()
+    embedded.obs["marker"] = "copy"
+    embedded.write_h5ad(tmp_path / "kang_ifnb_832.h5ad")
+    for path in (tmp_path, tmp_path / "kang_ifnb_832.h5ad"):
+        assert (kang_subset(path).obs["marker"] == "copy").all()
+    with pytest.raises(FileNotFoundError, match=r"kang_ifnb_832\.h5ad was not found.*without"):
+        kang_subset(tmp_path / "elsewhere")

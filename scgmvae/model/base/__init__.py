@@ -1,0 +1,15 @@
+"""The mixins the GMVAE models are built from, one concern each."""
+
+from ._expression_mixin import ExpressionMixin
+from ._generation_mixin import GenerationMixin
+from ._latent_mixin import LatentMixin
+from ._perturbation_mixin import PerturbationMixin
+from ._training_mixin import GMVAETrainingMixin
+
+__all__ = [
+    "ExpressionMixin",
+    "GMVAETrainingMixin",
+    "GenerationMixin",
+    "LatentMixin",
+    "PerturbationMixin",
+]

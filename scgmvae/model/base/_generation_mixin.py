@@ -1,0 +1,243 @@
+"""Decoding latents into cells: synthetic cells from the prior and the shared decode step."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from scvi import REGISTRY_KEYS, settings
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+NORMALIZED_TARGET_SUM = 1e4
+"""Counts per cell of the log-normalised output space (scanpy's ``normalize_total``)."""
+OUTPUT_VALUES = ("sample", "mean")
+
+
+class GenerationMixin:
+    """``generate`` and the decode-to-AnnData step that perturbation prediction shares."""
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        n_samples: int = 100,
+        conditions: Sequence[str] | None = None,
+        components: Sequence[int | str] | None = None,
+        sample_z: bool = False,
+        values: Literal["sample", "mean"] = "sample",
+        batch: str | None = None,
+    ) -> AnnData:
+        """Generate synthetic cells from the prior (thesis §11.4).
+
+        Samples ``w`` from its prior, decodes every requested mixture component of ``z`` under
+        every requested condition from each ``w``, then decodes ``x``.
+
+        Parameters
+        ----------
+        n_samples
+            Number of ``w`` samples; each yields one cell per (component, condition) pair.
+        conditions
+            Conditions to generate (CGMVAE); all registered ones by default.
+        components
+            Mixture components to generate, as component ids or label names; all by default.
+        sample_z
+            Sample ``z`` from each component rather than take the component means (as the
+            thesis does). Sampled ``z`` adds the spread of the component to that of ``w``,
+            which makes generated cells harder to tell apart by type.
+        values
+            ``"sample"``: cells drawn from the likelihood, like real cells; ``"mean"``: the
+            decoder's expected expression.
+        batch
+            Batch (donor, sample) whose cells to generate, for models set up with
+            ``batch_key``; the first registered batch by default.
+
+        Returns
+        -------
+        AnnData with the model's genes. For count likelihoods ``.X`` holds log1p of counts
+        normalised to 10,000 per cell (the scanpy ``normalize_total`` + ``log1p`` convention)
+        and ``layers["counts"]`` the counts, drawn with library sizes like the training data's;
+        otherwise ``.X`` is in the data's own space.
+        ``.obs`` has ``component``, ``label`` (when the component is a labelled one),
+        ``condition``, ``batch`` (with a batch key) and ``synthetic=True``.
+        """
+        self._check_if_trained(warn=True)
+        module = self.module
+        module.eval()
+        device = module.library_log_means.device
+        component_ids = self._component_ids(components)
+        batch_code = self._batch_code(batch)
+        # a fixed prior is shared by all conditions: decode the same w under each of them
+        shared_w = module.w_prior_distribution(None, n_samples, device).sample()
+        z_blocks, library_blocks, condition_blocks, obs = [], [], [], []
+        for code in self._condition_codes(conditions):
+            cond = None if code is None else torch.full((n_samples, 1), code, device=device)
+            w = shared_w
+            if module.w_prior != "fixed":
+                w = module.w_prior_distribution(cond, n_samples, device).sample()
+            means, variances = module.mixture_components(w, cond)
+            lib_code = 0 if code is None else code
+            log_library = torch.distributions.Normal(
+                module.library_log_means[lib_code], module.library_log_vars[lib_code].sqrt()
+            )
+            for k in component_ids:
+                z = means[:, k]
+                if sample_z:
+                    z = torch.distributions.Normal(z, variances[:, k].sqrt()).sample()
+                z_blocks.append(z)
+                library_blocks.append(log_library.sample((n_samples, 1)).to(device))
+                condition_blocks.append(cond)
+                obs.append(self._generated_obs(k, code, n_samples))
+        obs_df = pd.concat(obs, ignore_index=True)
+        obs_df.index = [f"synthetic_{i}" for i in range(len(obs_df))]
+        for column in obs_df.columns:
+            obs_df[column] = pd.Categorical(obs_df[column])
+        if batch_code is not None:
+            obs_df["batch"] = pd.Categorical([self.batch_names[batch_code]] * len(obs_df))
+        obs_df["synthetic"] = True
+        z = torch.cat(z_blocks)
+        batch_index = None
+        if batch_code is not None:
+            batch_index = torch.full((z.shape[0], 1), batch_code, device=device)
+        return self._decode_to_anndata(
+            z,
+            torch.cat(library_blocks),
+            None if condition_blocks[0] is None else torch.cat(condition_blocks),
+            obs_df,
+            values=values,
+            covariates={"batch_index": batch_index},
+        )
+
+    def _generated_obs(self, component: int, condition_code: int | None, n: int) -> pd.DataFrame:
+        label_names = self.label_names
+        return pd.DataFrame(
+            {
+                "component": component,
+                "label": label_names[component] if component < len(label_names) else None,
+                "condition": None
+                if condition_code is None
+                else self.condition_names[condition_code],
+            },
+            index=range(n),
+        )
+
+    def _decode_to_anndata(
+        self,
+        z: torch.Tensor,
+        log_library: torch.Tensor,
+        condition: torch.Tensor | None,
+        obs: pd.DataFrame,
+        values: Literal["sample", "mean"] = "sample",
+        n_samples: int = 1,
+        covariates: dict[str, torch.Tensor | None] | None = None,
+        batch_size: int | None = None,
+        var: pd.DataFrame | None = None,
+    ) -> AnnData:
+        """Decode ``z`` into an AnnData of cells, one row per row of ``z``, in minibatches.
+
+        ``.X`` holds the output space of :meth:`_to_output_space`; with one count draw per
+        cell the counts go to ``layers["counts"]``. ``var`` defaults to the registered genes.
+        """
+        import anndata
+
+        if values not in OUTPUT_VALUES:
+            raise ValueError(f"values must be 'sample' or 'mean', got {values!r}.")
+        covariates = {key: value for key, value in (covariates or {}).items() if value is not None}
+        step = batch_size or settings.batch_size
+        blocks, counts = [], []
+        for start in range(0, z.shape[0], step):
+            rows = slice(start, start + step)
+            px, expression = self.module.decode(
+                z[rows],
+                log_library[rows],
+                None if condition is None else condition[rows],
+                **{key: value[rows] for key, value in covariates.items()},
+            )
+            block, block_counts = self._to_output_space(px, expression, values, n_samples)
+            blocks.append(block)
+            if block_counts is not None:
+                counts.append(block_counts)
+        result = anndata.AnnData(
+            X=np.concatenate(blocks).astype(np.float32),
+            obs=obs,
+            var=pd.DataFrame(index=self._registered_var_names()) if var is None else var,
+        )
+        if counts:
+            result.layers["counts"] = np.concatenate(counts).astype(np.float32)
+        return result
+
+    def _to_output_space(
+        self,
+        px: torch.distributions.Distribution,
+        expression: torch.Tensor,
+        values: Literal["sample", "mean"],
+        n_samples: int = 1,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Predicted values as users compare them with real data, and sampled counts.
+
+        For count likelihoods ``"sample"`` draws counts and log-normalises them like real data
+        (log1p of counts per 10,000), averaged over ``n_samples`` draws; ``"mean"``
+        log-normalises the expected expression, which lacks the sampling noise of real cells
+        and so sits above their log-means for lowly expressed genes. Otherwise the
+        likelihood's sample (averaged likewise) or mean is returned as is. Sampled counts are
+        returned when one draw is made.
+        """
+        if not self.module.is_count_model:
+            out = px.sample((n_samples,)).mean(0) if values == "sample" else expression
+            return out.cpu().numpy(), None
+        draws = px.sample((n_samples if values == "sample" else 1,))
+        counts = draws[0].cpu().numpy() if len(draws) == 1 else None
+        if values == "mean":
+            return torch.log1p(expression * NORMALIZED_TARGET_SUM).cpu().numpy(), counts
+        normalised = draws / draws.sum(-1, keepdim=True).clamp(min=1.0) * NORMALIZED_TARGET_SUM
+        return torch.log1p(normalised).mean(0).cpu().numpy(), counts
+
+    def _registered_var_names(self) -> pd.Index:
+        return pd.Index(self.adata_manager.get_state_registry(REGISTRY_KEYS.X_KEY).column_names)
+
+    def _component_ids(self, components: Sequence[int | str] | None) -> list[int]:
+        """Component ids of ``components`` (ids or label names); all components by default."""
+        n_components = self.module.n_components
+        if components is None:
+            return list(range(n_components))
+        if isinstance(components, str | int):
+            components = [components]
+        labels = self.label_names
+        ids = []
+        for component in components:
+            if isinstance(component, str):
+                if component not in labels:
+                    raise ValueError(
+                        f"Component {component!r} is not a registered label; use one of "
+                        f"{labels} or a component id in 0..{n_components - 1}."
+                    )
+                ids.append(labels.index(component))
+            elif 0 <= int(component) < n_components:
+                ids.append(int(component))
+            else:
+                raise ValueError(
+                    f"Component ids must lie in 0..{n_components - 1}, got {component}."
+                )
+        return ids
+
+    def _condition_codes(self, conditions: Sequence[str] | None) -> list[int | None]:
+        """Registered codes of ``conditions`` (all by default); ``[None]`` without conditions."""
+        names = self.condition_names
+        if not names:
+            if conditions is not None:
+                raise ValueError(f"{type(self).__name__} has no conditions; use CGMVAE.")
+            return [None]
+        if conditions is None:
+            return list(range(len(names)))
+        if isinstance(conditions, str):
+            conditions = [conditions]
+        unknown = [c for c in conditions if c not in names]
+        if unknown:
+            raise ValueError(
+                f"Conditions {unknown} were not registered; choose among {names} (the values "
+                "of the condition_key column at setup_anndata)."
+            )
+        return [names.index(c) for c in conditions]
