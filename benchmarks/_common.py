@@ -49,8 +49,11 @@ def machine() -> str:
 
 
 def mean_sd(values) -> str:
+    """Mean ± sd over seeds, then the value of each seed in order."""
     values = np.asarray(values, dtype=float)
-    return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}"
+    sd = values.std(ddof=1) if len(values) > 1 else 0.0
+    per_seed = ", ".join(f"{v:.3f}" for v in values)
+    return f"{values.mean():.3f} ± {sd:.3f} ({per_seed})"
 
 
 def write_section(

@@ -129,7 +129,7 @@ def main() -> None:
         "stimulated cells, on all 2,000 HVGs and on the top-100 DEGs (Wilcoxon, real stimulated "
         "vs control); r2_lfc_top_degs: R² of predicted vs real log fold-changes on those DEGs "
         "(a copy of the control scores 0). CGMVAE predictions average 10 draws per cell "
-        "(``n_samples=10``). Mean ± sd over seeds.",
+        "(``n_samples=10``). Mean ± sd over seeds, then the value of each seed.",
     )
 
 

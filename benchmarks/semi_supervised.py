@@ -95,7 +95,8 @@ def main() -> None:
         "labelled_share=0.25: labelled cells always repeated so that they make up a quarter of "
         "each training epoch; None: every cell once per epoch. scANVI: scVI (condition as "
         "batch) trained for the same epochs, then scANVI for a fifth of them. Mean ± sd over "
-        "seeds; the labelled cells are the same for every method within a seed.",
+        "seeds, then the value of each seed; the labelled cells are the same for every method "
+        "within a seed.",
     )
 
 
