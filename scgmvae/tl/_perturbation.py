@@ -105,14 +105,20 @@ def evaluate_perturbation(
     control: AnnData,
     n_degs: int = 100,
     degs: list[str] | None = None,
+    distances: bool = True,
 ) -> pd.DataFrame:
-    """Score predicted stimulated cells against real ones (scGen protocol).
+    """Score predicted stimulated cells against real ones (scGen protocol and distributions).
 
     All three AnnData are compared in log1p(CP10k) space (counts are normalised on a copy).
     Reports, for the prediction and for the control-as-prediction baseline: R² (squared
     Pearson r) of per-gene means against the real stimulated cells on all genes and on the
-    top DEGs (Wilcoxon, real stimulated vs control), and R² of the predicted vs real log
-    fold-changes (vs control) on those DEGs, where a copy of the control scores 0.
+    top DEGs (Wilcoxon, real stimulated vs control); R² of the predicted vs real log
+    fold-changes (vs control) on those DEGs, where a copy of the control scores 0; R² of the
+    per-gene variances on all genes (does the prediction keep the cells' spread, gene by
+    gene?); and the E-distance and MMD between the predicted and the real stimulated cells in
+    a PCA space fitted on the real cells (:func:`~scgmvae.tl.perturbation_distances`), which
+    score whole distributions: a prediction that collapses the cells' spread can have a high
+    R² of means but not a small E-distance.
 
     Parameters
     ----------
@@ -126,12 +132,17 @@ def evaluate_perturbation(
         Number of top DEGs.
     degs
         Use these genes instead of computing the DEGs.
+    distances
+        Add the E-distance and MMD columns.
 
     Returns
     -------
     DataFrame with rows ``prediction`` and ``control`` and columns ``r2_all``,
-    ``r2_top_degs`` and ``r2_lfc_top_degs``.
+    ``r2_top_degs``, ``r2_lfc_top_degs``, ``r2_var_all`` and, with ``distances``,
+    ``e_distance`` and ``mmd``.
     """
+    from ._distances import perturbation_distances
+
     genes = stimulated.var_names
     check_same_genes(stimulated, "stimulated", predicted=predicted, control=control)
     if degs is None:
@@ -139,14 +150,23 @@ def evaluate_perturbation(
     deg_idx = genes.get_indexer(degs)
     if (deg_idx < 0).any():
         raise ValueError("Some DEGs are not among the genes of the cells.")
-    mean_real, mean_ctrl, mean_pred = (gene_means(a) for a in (stimulated, control, predicted))
+    cells = {"stimulated": stimulated, "control": control, "prediction": predicted}
+    normalised = {name: _dense(log_normalize(adata).X) for name, adata in cells.items()}
+    means = {name: x.mean(0) for name, x in normalised.items()}
+    variances = {name: x.var(0) for name, x in normalised.items()}
+    mean_real, mean_ctrl = means["stimulated"], means["control"]
     rows = {}
-    for name, mean in (("prediction", mean_pred), ("control", mean_ctrl)):
+    for name in ("prediction", "control"):
+        mean = means[name]
         rows[name] = {
             "r2_all": squared_pearson(mean, mean_real),
             "r2_top_degs": squared_pearson(mean[deg_idx], mean_real[deg_idx]),
             "r2_lfc_top_degs": squared_pearson(
                 mean[deg_idx] - mean_ctrl[deg_idx], mean_real[deg_idx] - mean_ctrl[deg_idx]
             ),
+            "r2_var_all": squared_pearson(variances[name], variances["stimulated"]),
         }
-    return pd.DataFrame.from_dict(rows, orient="index")
+    scores = pd.DataFrame.from_dict(rows, orient="index")
+    if distances:
+        scores = scores.join(perturbation_distances(predicted, stimulated, control))
+    return scores
