@@ -1,14 +1,17 @@
-"""Perturbation prediction on Kang PBMCs with the scGen protocol (DESIGN.md §4).
+"""Perturbation prediction on Kang PBMCs with the scGen protocol, against the real peers.
 
 For each held-out cell type: train on every cell except that type's stimulated cells, predict
-them from the type's control cells, and score with ``scgmvae.tl.evaluate_perturbation``.
-Methods: CGMVAE (``predict_perturbation``, routes w and z; NB on counts, and the thesis'
-Gaussian likelihood on log1p CP10k), scGen-style latent arithmetic on
-scVI, and the control cells as the prediction.
+them from the type's control cells, and score with ``scgmvae.tl.evaluate_perturbation`` (R² of
+means on all genes and the top-100 DEGs, R² of log fold-changes, R² of gene-wise variances,
+E-distance and MMD in a PCA space of the real cells). Methods, on the same splits and seeds:
+CGMVAE with ``predict_perturbation``'s defaults and route w; pertpy's scGen and CPA, each in
+its own Python (``benchmarks/peers/README.md``; a peer whose Python is not set up is skipped
+with a message); scGen-style latent arithmetic on scVI; the control cells as the prediction.
 
-    python benchmarks/perturbation.py            # all cell types, 3 seeds -> docs/benchmarks.md
-    python benchmarks/perturbation.py --full     # the full public Kang data (datasets.kang())
-    python benchmarks/perturbation.py --smoke    # one cell type, 1 seed, 2 epochs (CI)
+    python benchmarks/perturbation.py              # 2,000 HVGs, 3 seeds -> docs/benchmarks.md
+    python benchmarks/perturbation.py --all-genes  # all genes, as a user who skips HVGs
+    python benchmarks/perturbation.py --full       # the full public Kang data (datasets.kang())
+    python benchmarks/perturbation.py --smoke      # one cell type, 1 seed, 2 epochs (CI)
 """
 
 from __future__ import annotations
@@ -20,65 +23,78 @@ import time
 import pandas as pd
 import scvi
 from _common import kang, mean_sd, scvi_latent_arithmetic, setup_threads, write_section
+from _peers import PEERS, run_peer, skip_message
 
 import scgmvae
 
 CONDITION, CTRL, STIM, LABEL = "condition", "control", "stimulated", "cell_type"
-# draws per predicted cell, averaged: each cell's expected log-expression without one draw's noise
-N_SAMPLES = 10
+METRICS = ("r2_top_degs", "r2_lfc_top_degs", "r2_all", "r2_var_all", "e_distance", "mmd")
+CGMVAE_ROWS = {"CGMVAE": {}, "CGMVAE route w": {"route": "w"}}
+"""CGMVAE rows: ``predict_perturbation``'s defaults, and the thesis' route."""
 
 
-def _cgmvae_rows(
-    train, control, stimulated, degs, seed: int, max_epochs: int, name: str, **model_kwargs
-) -> tuple[dict, float]:
-    """Scores of both routes of a CGMVAE trained on ``train``, and its training time."""
+def _cgmvae_rows(train, control, stimulated, degs, seed: int, max_epochs: int) -> dict:
+    """Scores of a CGMVAE trained on ``train`` (each variant of CGMVAE_ROWS) and its time."""
     scvi.settings.seed = seed
     scgmvae.model.CGMVAE.setup_anndata(train, condition_key=CONDITION, labels_key=LABEL)
-    model = scgmvae.model.CGMVAE(train, **model_kwargs)
+    model = scgmvae.model.CGMVAE(train)
     start = time.perf_counter()
     model.train(max_epochs=max_epochs, enable_progress_bar=False)
     seconds = time.perf_counter() - start
     rows = {}
-    for route in ("w", "z"):
-        predicted = model.predict_perturbation(
-            control, target_condition=STIM, route=route, n_samples=N_SAMPLES
-        )
+    for name, kwargs in CGMVAE_ROWS.items():
+        predicted = model.predict_perturbation(control, target_condition=STIM, **kwargs)
         scores = scgmvae.tl.evaluate_perturbation(predicted, stimulated, control, degs=degs)
-        rows[f"{name} route {route}"] = scores.loc["prediction"]
-    return rows, seconds
+        rows[name] = {**scores.loc["prediction"], "train_seconds": seconds}
+    return rows
 
 
-def run_one(adata, cell_type: str, seed: int, max_epochs: int, model_kwargs: dict) -> dict:
+def _peer_rows(train, control, stimulated, degs, seed: int, smoke: bool) -> dict:
+    rows = {}
+    for name, peer in PEERS.items():
+        start = time.perf_counter()
+        predicted = run_peer(name, train, control, seed=seed, smoke=smoke)
+        if predicted is None:
+            print(skip_message(name), flush=True)
+            continue
+        scores = scgmvae.tl.evaluate_perturbation(predicted, stimulated, control, degs=degs)
+        seconds = predicted.uns.get("peer", {}).get("train_seconds", time.perf_counter() - start)
+        rows[peer.label] = {**scores.loc["prediction"], "train_seconds": seconds}
+    return rows
+
+
+def run_one(adata, cell_type: str, seed: int, max_epochs: int, smoke: bool) -> list[dict]:
+    """Every method's scores for one held-out type and seed, one dict per method."""
     held_out = (adata.obs[LABEL] == cell_type) & (adata.obs[CONDITION] == STIM)
     train = adata[~held_out].copy()
     control = adata[(adata.obs[LABEL] == cell_type) & (adata.obs[CONDITION] == CTRL)].copy()
     stimulated = adata[held_out].copy()
     degs = scgmvae.tl.top_degs(stimulated, control, n_genes=100)
 
-    data = (control, stimulated, degs, seed, max_epochs)
-    rows, seconds = _cgmvae_rows(train, *data, "CGMVAE", **model_kwargs)
-    # the thesis' own setting: Gaussian likelihood on log1p CP10k data (the scores normalise
-    # the real counts themselves)
-    log_normalize = scgmvae.tl.log_normalize
-    gaussian, _ = _cgmvae_rows(
-        log_normalize(train),
-        log_normalize(control),
-        *data[1:],
-        "CGMVAE Gaussian on log1p,",
-        gene_likelihood="normal",
-        **model_kwargs,
-    )
-    rows.update(gaussian)
-
+    rows = _cgmvae_rows(train.copy(), control, stimulated, degs, seed, max_epochs)
+    rows.update(_peer_rows(train, control, stimulated, degs, seed, smoke))
+    start = time.perf_counter()
     baseline = scvi_latent_arithmetic(train, control, CONDITION, CTRL, STIM, max_epochs, seed)
+    seconds = time.perf_counter() - start
     scores = scgmvae.tl.evaluate_perturbation(baseline, stimulated, control, degs=degs)
-    rows["scVI latent arithmetic"] = scores.loc["prediction"]
-    rows["control as prediction"] = scores.loc["control"]
-    result = {"cell_type": cell_type, "seed": seed, "train_seconds": seconds}
-    for method, method_scores in rows.items():
-        for metric, value in method_scores.items():
-            result[(method, metric)] = value
-    return result
+    rows["scVI latent arithmetic"] = {**scores.loc["prediction"], "train_seconds": seconds}
+    rows["control as prediction"] = {**scores.loc["control"], "train_seconds": 0.0}
+    return [
+        {"cell_type": cell_type, "seed": seed, "method": method, **values}
+        for method, values in rows.items()
+    ]
+
+
+def _tables(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per (type, method): mean ± sd and seeds; and per method: the mean over types."""
+    methods = list(dict.fromkeys(frame["method"]))
+    per_type = frame.groupby(["cell_type", "method"], sort=False)[list(METRICS)].agg(mean_sd)
+    per_type = per_type.reindex(
+        pd.MultiIndex.from_product([sorted(frame["cell_type"].unique()), methods])
+    ).dropna(how="all")
+    columns = [*METRICS, "train_seconds"]
+    summary = frame.groupby("method", sort=False)[columns].mean().reindex(methods)
+    return per_type, summary.round(3)
 
 
 def main() -> None:
@@ -92,44 +108,54 @@ def main() -> None:
         action="store_true",
         help="the full Kang data of scgmvae.datasets.kang() instead of the 832-cell file",
     )
+    parser.add_argument(
+        "--all-genes", action="store_true", help="every gene instead of 2,000 HVGs"
+    )
     args = parser.parse_args()
     setup_threads()
 
-    adata = kang(full=args.full)
+    adata = kang(n_top_genes=None if args.all_genes else 2000, full=args.full)
     cell_types = args.cell_types or sorted(adata.obs[LABEL].unique())
     seeds, epochs = range(args.seeds), args.max_epochs
     if args.smoke:
         cell_types, seeds, epochs = cell_types[:1], range(1), 2
-    results = []
+    rows = []
     for cell_type in cell_types:
         for seed in seeds:
-            result = run_one(adata, cell_type, seed, epochs, {})
-            results.append(result)
-            print({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()})
-    frame = pd.DataFrame(results)
+            for row in run_one(adata, cell_type, seed, epochs, args.smoke):
+                rows.append(row)
+                print(
+                    {k: round(float(v), 3) if isinstance(v, float) else v for k, v in row.items()}
+                )
+    frame = pd.DataFrame(rows)
+    per_type, summary = _tables(frame)
     if args.smoke:
-        print(frame.to_string())
+        print(per_type.to_string(), summary.to_string(), sep="\n\n")
         return
-    metrics = [c for c in frame.columns if isinstance(c, tuple)]
-    table = frame.groupby("cell_type")[metrics].agg(mean_sd)
-    table.columns = [f"{method}: {metric}" for method, metric in table.columns]
-    mean_row = frame[metrics].mean()
-    table.loc["mean"] = [f"{v:.3f}" for v in mean_row]
-    table = table.T
     data = f"Kang full data, {adata.n_obs:,} cells" if args.full else "Kang 832 cells"
-    cell_type_args = f" --cell-types {shlex.join(args.cell_types)}" if args.cell_types else ""
+    genes = f"all {adata.n_vars:,} genes" if args.all_genes else "2,000 HVGs"
+    options = (" --full" if args.full else "") + (" --all-genes" if args.all_genes else "")
+    options += f" --cell-types {shlex.join(args.cell_types)}" if args.cell_types else ""
+    section = "perturbation" + ("_full" if args.full else "") + ("_all_genes" * args.all_genes)
     write_section(
-        "perturbation_full" if args.full else "perturbation",
-        f"Perturbation prediction ({data}, scGen protocol)",
-        f"python benchmarks/perturbation.py --max-epochs {epochs} --seeds {len(seeds)}"
-        + (" --full" if args.full else "")
-        + cell_type_args,
-        table,
-        "R²: squared Pearson r of per-gene means (log1p CP10k) against the held-out real "
-        "stimulated cells, on all 2,000 HVGs and on the top-100 DEGs (Wilcoxon, real stimulated "
-        "vs control); r2_lfc_top_degs: R² of predicted vs real log fold-changes on those DEGs "
-        "(a copy of the control scores 0). CGMVAE predictions average 10 draws per cell "
-        "(``n_samples=10``). Mean ± sd over seeds, then the value of each seed.",
+        section,
+        f"Perturbation prediction ({data}, {genes}, scGen protocol)",
+        f"python benchmarks/perturbation.py --max-epochs {epochs} --seeds {len(seeds)}{options}",
+        per_type,
+        "Mean over the held-out types (and seeds), with training seconds:\n\n"
+        f"{summary.to_markdown()}\n\n"
+        f"R²: squared Pearson r of per-gene means (log1p CP10k) against the held-out real "
+        f"stimulated cells, on {genes} (r2_all) and on the top-100 DEGs (Wilcoxon, real "
+        "stimulated vs control); r2_lfc_top_degs: R² of predicted vs real log fold-changes on "
+        "those DEGs (a copy of the control scores 0); r2_var_all: R² of per-gene variances; "
+        "e_distance and mmd (linear kernel, pertpy's definitions): distances between the "
+        "predicted and the real stimulated cells in a 50-component PCA of the real stimulated "
+        "and control cells of the type (lower is better). CGMVAE: predict_perturbation's "
+        "defaults; 'route w' decodes the component's mean from w (the thesis' route). scGen: "
+        "pertpy 1.4's Scgen, 200 epochs of batches of 32, on log1p CP10k; CPA: cpa-tools 0.8.8 "
+        "with its Kang tutorial's settings (early stopping); both through benchmarks/_peers.py. "
+        f"scVI latent arithmetic and CGMVAE: {epochs} epochs. Mean ± sd over seeds, then each "
+        "seed.",
     )
 
 
