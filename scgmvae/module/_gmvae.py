@@ -531,6 +531,23 @@ class GMVAEModule(BaseModuleClass):
         classification = -torch.log(probs_y.gather(1, observed).squeeze(1))
         return kl_z, kl_y, classification
 
+    @staticmethod
+    def broad_terms(qz: Normal, shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``z`` and ``y`` terms of an unlabelled cell under one broad component.
+
+        ``KL(q(z|x) || N(shift_c, I))``, as in a plain VAE, and no ``y`` to infer: the terms of
+        the pre-training phase of :class:`~scgmvae.train.ClusterInit`.
+        """
+        kl_z = kl_divergence(qz, Normal(shift, torch.ones_like(shift))).sum(-1)
+        return kl_z, torch.zeros_like(kl_z)
+
+    def nearest_centres(
+        self, z_mean: torch.Tensor, condition: torch.Tensor | None, centres: torch.Tensor
+    ) -> torch.Tensor:
+        """Index of the nearest of ``centres`` to each cell, in ``z`` minus the condition shift."""
+        shift = self.latent_shift(condition, z_mean.shape[0], z_mean.device)
+        return torch.cdist((z_mean - shift).detach(), centres).argmin(1)
+
     def loss(
         self,
         tensors: dict[str, torch.Tensor],
@@ -538,12 +555,17 @@ class GMVAEModule(BaseModuleClass):
         generative_outputs: dict,
         kl_weight: float = 1.0,
         use_labels: bool = True,
+        guide_centres: torch.Tensor | None = None,
+        broad_prior: bool = False,
     ) -> LossOutput:
         """Negative ELBO per cell (thesis eq. 5.3–5.18), averaged over the minibatch.
 
         Labelled cells get the supervised terms, unlabelled cells the unsupervised ones;
         ``use_labels=False`` treats every cell as unlabelled. The KL terms are weighted by
         ``kl_weight`` (warm-up), the classification term by ``classification_weight``.
+        :class:`~scgmvae.train.ClusterInit` passes ``broad_prior`` (unlabelled cells get
+        :meth:`broad_terms`) and ``guide_centres`` (unlabelled cells take the nearest centre as
+        their label).
         """
         x = tensors[X]
         # eq. 5.5 / 5.13
@@ -555,23 +577,15 @@ class GMVAEModule(BaseModuleClass):
         kl_d = kl_divergence(
             qd, Dirichlet(torch.full_like(qd.concentration, self.dirichlet_alpha))
         )
-
-        kl_z_components = kl_to_each_component(
-            inference_outputs[QZ],
-            generative_outputs[PZ_MEANS_KEY],
-            generative_outputs[PZ_VARS_KEY],
-        )
-        probs_y = inference_outputs[PROBS_Y_KEY].clamp(min=PROB_FLOOR)
-        log_d = torch.log(inference_outputs[D_KEY].clamp(min=PROB_FLOOR))
+        qz, probs_y = inference_outputs[QZ], inference_outputs[PROBS_Y_KEY].clamp(min=PROB_FLOOR)
         components = self.observed_components(tensors, use_labels)
+        if guide_centres is not None:
+            condition = tensors.get(CONDITION_KEY)
+            nearest = self.nearest_centres(qz.loc, condition, guide_centres)
+            components = torch.where(components >= 0, components, nearest)
         labelled = components >= 0
-        kl_z, kl_y, classification = (torch.zeros_like(reconstruction) for _ in range(3))
-        unlabelled = ~labelled
-        kl_z[unlabelled], kl_y[unlabelled] = self.unsupervised_terms(
-            kl_z_components[unlabelled], probs_y[unlabelled], log_d[unlabelled]
-        )
-        kl_z[labelled], kl_y[labelled], classification[labelled] = self.supervised_terms(
-            kl_z_components[labelled], probs_y[labelled], log_d[labelled], components[labelled]
+        kl_z, kl_y, classification = self._z_and_y_terms(
+            tensors, inference_outputs, generative_outputs, components, broad_prior
         )
 
         kl_local = {"kl_z": kl_z, "kl_w": kl_w, "kl_y": kl_y, "kl_d": kl_d}
@@ -595,6 +609,38 @@ class GMVAEModule(BaseModuleClass):
                 "classification": classification_loss.detach(),
             },
         )
+
+    def _z_and_y_terms(
+        self,
+        tensors: dict[str, torch.Tensor],
+        inference_outputs: dict,
+        generative_outputs: dict,
+        components: torch.Tensor,
+        broad_prior: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per cell ``kl_z``, ``kl_y`` and the classification term, each cell by its kind."""
+        qz = inference_outputs[QZ]
+        kl_z_components = kl_to_each_component(
+            qz, generative_outputs[PZ_MEANS_KEY], generative_outputs[PZ_VARS_KEY]
+        )
+        probs_y = inference_outputs[PROBS_Y_KEY].clamp(min=PROB_FLOOR)
+        log_d = torch.log(inference_outputs[D_KEY].clamp(min=PROB_FLOOR))
+        labelled = components >= 0
+        unlabelled = ~labelled
+        kl_z, kl_y, classification = (torch.zeros_like(log_d[:, 0]) for _ in range(3))
+        if broad_prior:
+            shift = self.latent_shift(tensors.get(CONDITION_KEY), len(kl_z), kl_z.device)
+            kl_z[unlabelled], kl_y[unlabelled] = self.broad_terms(
+                Normal(qz.loc[unlabelled], qz.scale[unlabelled]), shift[unlabelled]
+            )
+        else:
+            kl_z[unlabelled], kl_y[unlabelled] = self.unsupervised_terms(
+                kl_z_components[unlabelled], probs_y[unlabelled], log_d[unlabelled]
+            )
+        kl_z[labelled], kl_y[labelled], classification[labelled] = self.supervised_terms(
+            kl_z_components[labelled], probs_y[labelled], log_d[labelled], components[labelled]
+        )
+        return kl_z, kl_y, classification
 
     @torch.inference_mode()
     def marginal_ll(

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
+from scvi import settings
 from scvi.model.base import ArchesMixin, UnsupervisedTrainingMixin
+
+from scgmvae.train import ClusterInit
+from scgmvae.train._cluster_init import cluster_init_epochs
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -24,6 +28,7 @@ class GMVAETrainingMixin(UnsupervisedTrainingMixin, ArchesMixin):
         self,
         max_epochs: int | None = None,
         labelled_share: float | Literal["auto"] | None = "auto",
+        cluster_init: bool = True,
         plan_kwargs: dict | None = None,
         datasplitter_kwargs: dict | None = None,
         **kwargs,
@@ -46,6 +51,13 @@ class GMVAETrainingMixin(UnsupervisedTrainingMixin, ArchesMixin):
             ``"auto"`` rebalances to a quarter of each epoch when fewer than two labelled cells
             fall in a minibatch on average, and leaves better-labelled data alone (see the
             benchmarks page for the measurements behind it).
+        cluster_init
+            For a new model without labels: pre-train with one broad component, place the
+            mixture components on k-means clusters of the latent space (minus the condition
+            shift), then train unsupervised (:class:`~scgmvae.train.ClusterInit`; the first 30%
+            and the next 10% of ``max_epochs``), so that the clusters do not depend on the
+            random start. Models with labels, trained models (continued training) and query
+            models train as before; ``False`` trains from random components.
         plan_kwargs
             Keyword arguments for :class:`~scgmvae.train.GMVAETrainingPlan` (``lr``,
             ``n_epochs_kl_warmup``, ``use_labels``, ...). The learning rate defaults to 1e-2 and
@@ -73,11 +85,24 @@ class GMVAETrainingMixin(UnsupervisedTrainingMixin, ArchesMixin):
         # training) would run without dropout, batch-norm updates or latent sampling.
         self.module.train()
         datasplitter_kwargs = {"labelled_share": labelled_share, **(datasplitter_kwargs or {})}
+        pretrain_epochs, guide_epochs = cluster_init_epochs(max_epochs)
+        if cluster_init and pretrain_epochs and self._is_new_and_unlabelled():
+            callback = ClusterInit(pretrain_epochs, guide_epochs, seed=settings.seed or 0)
+            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), callback]
         return super().train(
             max_epochs=max_epochs,
             plan_kwargs=plan_kwargs,
             datasplitter_kwargs=datasplitter_kwargs,
             **kwargs,
+        )
+
+    def _is_new_and_unlabelled(self) -> bool:
+        """Whether the components are still random and no label anchors them."""
+        return (
+            not self.label_names
+            and not self.is_trained_
+            and not getattr(self, "_is_query", False)
+            and self.module.n_components > 1
         )
 
     @classmethod
@@ -106,6 +131,7 @@ class GMVAETrainingMixin(UnsupervisedTrainingMixin, ArchesMixin):
         The query model, ready for ``train()``.
         """
         model = super().load_query_data(adata, reference_model, **kwargs)
+        model._is_query = True  # the reference's components are kept, not re-initialised
         shift = getattr(model.module, "condition_shift", None)
         if shift is not None:
             shift.requires_grad_(True)

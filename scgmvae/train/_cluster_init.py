@@ -1,0 +1,144 @@
+"""Cluster initialisation of the mixture components for unsupervised training."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from scvi.dataloaders import AnnDataLoader
+
+logger = logging.getLogger(__name__)
+
+PRETRAIN_FRACTION = 0.3
+"""Share of ``max_epochs`` trained with a single broad component before clustering."""
+GUIDE_FRACTION = 0.1
+"""Share of ``max_epochs`` trained with the k-means clusters as pseudo-labels."""
+MIN_EPOCHS = 10
+"""Below this many epochs there is no room for the phases; training stays plain."""
+N_KMEANS_INIT = 10
+"""Restarts of k-means (the best inertia is kept)."""
+LATENT_BATCH_SIZE = 1024
+"""Minibatch size of the forward pass that collects the posterior means."""
+BROAD_PRIOR, GUIDE_CENTRES = "broad_prior", "guide_centres"
+"""The keyword arguments of the module's loss that the phases set."""
+
+
+def cluster_init_epochs(max_epochs: int) -> tuple[int, int]:
+    """Pre-training and guided epochs of :class:`ClusterInit` for a run of ``max_epochs``.
+
+    Returns ``(0, 0)`` when the run is too short for the phases.
+    """
+    if max_epochs < MIN_EPOCHS:
+        return 0, 0
+    return (
+        max(1, round(PRETRAIN_FRACTION * max_epochs)),
+        max(1, round(GUIDE_FRACTION * max_epochs)),
+    )
+
+
+class ClusterInit(Callback):
+    """Start the mixture components at k-means clusters of a pre-trained latent space.
+
+    Unsupervised training of a Gaussian mixture from random components lands in different
+    optima from seed to seed, often merging several cell types into one component. This
+    callback splits one ``train()`` run into three phases, in the spirit of VaDE:
+
+    1. for ``pretrain_epochs`` epochs every unlabelled cell gets one broad component,
+       ``KL(q(z|x,c) || N(shift_c, I))`` in place of the mixture terms, as in a plain VAE (for
+       a CGMVAE with ``condition_effect="shift"`` the condition shifts are learned meanwhile);
+    2. then the posterior means of the training cells, minus their condition's shift, are
+       clustered by k-means into ``n_components`` clusters, and for ``guide_epochs`` epochs
+       every unlabelled cell takes the supervised loss with the nearest cluster centre as its
+       label, which places one component on each cluster and trains ``q(y|z,c)`` on them;
+    3. the remaining epochs are plain unsupervised training, in which cells may move between
+       components.
+
+    The phases reach the module through the training plan's loss keyword arguments
+    (``broad_prior``, ``guide_centres``); labelled cells always keep their labels and their
+    supervised loss. The models add this callback to ``train()`` for new models without
+    labels (``cluster_init=True``).
+
+    Parameters
+    ----------
+    pretrain_epochs
+        Epochs with the broad component.
+    guide_epochs
+        Epochs with the cluster centres as pseudo-labels.
+    seed
+        Random state of k-means.
+    """
+
+    def __init__(self, pretrain_epochs: int, guide_epochs: int, seed: int = 0):
+        if pretrain_epochs < 1 or guide_epochs < 1:
+            raise ValueError(
+                "pretrain_epochs and guide_epochs must be at least 1, got "
+                f"{pretrain_epochs} and {guide_epochs}."
+            )
+        self.pretrain_epochs = pretrain_epochs
+        self.guide_epochs = guide_epochs
+        self.seed = seed
+        self.clusters: np.ndarray | None = None
+        """k-means cluster of each training cell (in the order of the training indices)."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        pl_module.loss_kwargs[BROAD_PRIOR] = True
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        epoch = trainer.current_epoch + 1
+        if epoch == self.pretrain_epochs:
+            pl_module.loss_kwargs.pop(BROAD_PRIOR, None)
+            module = pl_module.module
+            latent = self._latent(trainer, module)
+            centres, self.clusters = self._kmeans(latent, module.n_components)
+            pl_module.loss_kwargs[GUIDE_CENTRES] = torch.as_tensor(
+                centres, dtype=torch.float32, device=module.device
+            )
+            logger.info(
+                "ClusterInit: %d k-means clusters of %d cells after %d epochs.",
+                len(centres),
+                len(latent),
+                epoch,
+            )
+        elif epoch == self.pretrain_epochs + self.guide_epochs:
+            pl_module.loss_kwargs.pop(GUIDE_CENTRES, None)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._reset(pl_module)
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._reset(pl_module)
+
+    @staticmethod
+    def _reset(pl_module) -> None:
+        for key in (BROAD_PRIOR, GUIDE_CENTRES):
+            pl_module.loss_kwargs.pop(key, None)
+
+    @torch.no_grad()
+    def _latent(self, trainer, module) -> np.ndarray:
+        """Posterior means of ``z`` minus the condition shift, for the training cells."""
+        datamodule = trainer.datamodule
+        indices = getattr(datamodule, "train_idx", None)
+        if indices is None:
+            indices = np.arange(datamodule.adata_manager.adata.n_obs)
+        loader = AnnDataLoader(
+            datamodule.adata_manager, indices=indices, batch_size=LATENT_BATCH_SIZE
+        )
+        was_training = module.training
+        module.eval()
+        means = []
+        for tensors in loader:
+            inputs = module._get_inference_input(tensors)
+            qz, _, _ = module.encode(**inputs)
+            shift = module.latent_shift(inputs["condition"], len(qz.loc), qz.loc.device)
+            means.append((qz.loc - shift).cpu())
+        module.train(was_training)
+        return torch.cat(means).numpy()
+
+    def _kmeans(self, latent: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
+        from sklearn.cluster import KMeans
+
+        n_clusters = min(n_clusters, len(latent))
+        kmeans = KMeans(n_clusters, n_init=N_KMEANS_INIT, random_state=self.seed).fit(latent)
+        return kmeans.cluster_centers_, kmeans.labels_
