@@ -48,11 +48,11 @@ def machine() -> str:
     )
 
 
-def mean_sd(values) -> str:
+def mean_sd(values, per_seed_format: str = ".3f") -> str:
     """Mean ± sd over seeds, then the value of each seed in order."""
     values = np.asarray(values, dtype=float)
     sd = values.std(ddof=1) if len(values) > 1 else 0.0
-    per_seed = ", ".join(f"{v:.3f}" for v in values)
+    per_seed = ", ".join(f"{v:{per_seed_format}}" for v in values)
     return f"{values.mean():.3f} ± {sd:.3f} ({per_seed})"
 
 

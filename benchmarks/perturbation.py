@@ -4,7 +4,8 @@ For each held-out cell type: train on every cell except that type's stimulated c
 them from the type's control cells, and score with ``scgmvae.tl.evaluate_perturbation`` (R² of
 means on all genes and the top-100 DEGs, R² of log fold-changes, R² of gene-wise variances,
 E-distance and MMD in a PCA space of the real cells). Methods, on the same splits and seeds:
-CGMVAE with ``predict_perturbation``'s defaults and route w; pertpy's scGen and CPA, each in
+CGMVAE with ``predict_perturbation``'s default route (expression) and its decoding routes z and
+w; pertpy's scGen and CPA, each in
 its own Python (``benchmarks/peers/README.md``; a peer whose Python is not set up is skipped
 with a message); scGen-style latent arithmetic on scVI; the control cells as the prediction.
 
@@ -29,8 +30,8 @@ import scgmvae
 
 CONDITION, CTRL, STIM, LABEL = "condition", "control", "stimulated", "cell_type"
 METRICS = ("r2_top_degs", "r2_lfc_top_degs", "r2_all", "r2_var_all", "e_distance", "mmd")
-CGMVAE_ROWS = {"CGMVAE": {}, "CGMVAE route w": {"route": "w"}}
-"""CGMVAE rows: ``predict_perturbation``'s defaults, and the thesis' route."""
+CGMVAE_ROWS = {"CGMVAE": {}, "CGMVAE route z": {"route": "z"}, "CGMVAE route w": {"route": "w"}}
+"""CGMVAE rows: ``predict_perturbation``'s defaults, and the two routes that decode."""
 
 
 def _cgmvae_rows(train, control, stimulated, degs, seed: int, max_epochs: int) -> dict:
@@ -151,7 +152,9 @@ def main() -> None:
         "e_distance and mmd (linear kernel, pertpy's definitions): distances between the "
         "predicted and the real stimulated cells in a 50-component PCA of the real stimulated "
         "and control cells of the type (lower is better). CGMVAE: predict_perturbation's "
-        "defaults; 'route w' decodes the component's mean from w (the thesis' route). scGen: "
+        "defaults (route expression: each control cell plus its component's measured expression "
+        "response); 'route z' moves the cell's z and decodes one draw, 'route w' decodes the "
+        "component's mean from w (the thesis' route). scGen: "
         "pertpy 1.4's Scgen, 200 epochs of batches of 32, on log1p CP10k; CPA: cpa-tools 0.8.8 "
         "with its Kang tutorial's settings (early stopping); both through benchmarks/_peers.py. "
         f"scVI latent arithmetic and CGMVAE: {epochs} epochs. Mean ± sd over seeds, then each "

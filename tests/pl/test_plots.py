@@ -179,6 +179,7 @@ def test_mean_regression_bad_genes(split):
         pl.mean_regression(predicted, real, degs=["gene_1", "not_a_gene"])
 
 
+@pytest.mark.slow  # numba compiles UMAP on first use
 def test_latent_umap_keeps_user_umap_and_reuses_coordinates(adata, monkeypatch, tmp_path):
     user_umap = adata.obsm["X_umap"].copy()
     calls = []
@@ -224,6 +225,7 @@ def test_latent_umap_missing_representation(adata):
         pl.latent_umap(adata, show=False)
 
 
+@pytest.mark.slow  # numba compiles UMAP on first use
 def test_generated_vs_real(adata, generated, tmp_path):
     before = adata.copy()
     axes = pl.generated_vs_real(adata, generated, save=tmp_path / "gen.png", show=False)

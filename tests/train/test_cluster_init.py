@@ -49,7 +49,7 @@ def test_semi_supervised_training_is_unchanged(toy_semi):
         scvi.settings.seed = 3
         CGMVAE.setup_anndata(toy_semi, condition_key="condition", labels_key="semi")
         model = CGMVAE(toy_semi, n_components=5)
-        model.train(max_epochs=12, enable_progress_bar=False, cluster_init=cluster_init)
+        model.train(max_epochs=4, enable_progress_bar=False, cluster_init=cluster_init)
         latents.append(model.get_latent_representation())
     np.testing.assert_array_equal(latents[0], latents[1])
 
@@ -103,7 +103,7 @@ def test_callback_runs_its_phases_and_cleans_up(toy_counts):
 def test_default_unsupervised_cgmvae_predicts_perturbations(toy_counts):
     CGMVAE.setup_anndata(toy_counts, condition_key="condition")
     model = CGMVAE(toy_counts, n_components=5)
-    model.train(max_epochs=20, enable_progress_bar=False)
+    model.train(max_epochs=6, enable_progress_bar=False)
     control = toy_counts[toy_counts.obs["condition"] == "control"].copy()
     predicted = model.predict_perturbation(control, target_condition="stimulated")
     assert predicted.n_obs == control.n_obs
