@@ -13,14 +13,21 @@ with a message); scGen-style latent arithmetic on scVI; the control cells as the
     python benchmarks/perturbation.py --all-genes  # all genes, as a user who skips HVGs
     python benchmarks/perturbation.py --full       # the full public Kang data (datasets.kang())
     python benchmarks/perturbation.py --smoke      # one cell type, 1 seed, 2 epochs (CI)
+
+Every method's predictions are kept in ``benchmarks/.cache`` (see ``_cache.py``; not in smoke
+runs), so a rerun retrains only what changed, and runs over disjoint ``--cell-types`` can go in
+parallel before one run over all types writes the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import time
+from pathlib import Path
 
+import _cache
 import pandas as pd
 import scvi
 from _common import kang, mean_sd, scvi_latent_arithmetic, setup_threads, write_section
@@ -32,36 +39,62 @@ CONDITION, CTRL, STIM, LABEL = "condition", "control", "stimulated", "cell_type"
 METRICS = ("r2_top_degs", "r2_lfc_top_degs", "r2_all", "r2_var_all", "e_distance", "mmd")
 CGMVAE_ROWS = {"CGMVAE": {}, "CGMVAE route z": {"route": "z"}, "CGMVAE route w": {"route": "w"}}
 """CGMVAE rows: ``predict_perturbation``'s defaults, and the two routes that decode."""
+SCGMVAE_SOURCE = _cache.source_digest(Path(scgmvae.__file__).parent)
+"""The code this run imported (hashed at import), part of the key of CGMVAE's predictions."""
 
 
-def _cgmvae_rows(train, control, stimulated, degs, seed: int, max_epochs: int) -> dict:
-    """Scores of a CGMVAE trained on ``train`` (each variant of CGMVAE_ROWS) and its time."""
-    scvi.settings.seed = seed
-    scgmvae.model.CGMVAE.setup_anndata(train, condition_key=CONDITION, labels_key=LABEL)
-    model = scgmvae.model.CGMVAE(train)
-    start = time.perf_counter()
-    model.train(max_epochs=max_epochs, enable_progress_bar=False)
-    seconds = time.perf_counter() - start
-    rows = {}
-    for name, kwargs in CGMVAE_ROWS.items():
+def _cgmvae_predictions(train, control, seed: int, max_epochs: int, key: str) -> dict:
+    """Each CGMVAE_ROWS variant's prediction of one CGMVAE trained on ``train`` (or stored)."""
+    model = None
+
+    def predict(kwargs: dict):
+        nonlocal model
+        if model is None:
+            scvi.settings.seed = seed
+            scgmvae.model.CGMVAE.setup_anndata(train, condition_key=CONDITION, labels_key=LABEL)
+            model = scgmvae.model.CGMVAE(train)
+            start = time.perf_counter()
+            model.train(max_epochs=max_epochs, enable_progress_bar=False)
+            model.train_seconds = time.perf_counter() - start
         predicted = model.predict_perturbation(control, target_condition=STIM, **kwargs)
-        scores = scgmvae.tl.evaluate_perturbation(predicted, stimulated, control, degs=degs)
-        rows[name] = {**scores.loc["prediction"], "train_seconds": seconds}
-    return rows
+        predicted.uns["train_seconds"] = model.train_seconds
+        return predicted
+
+    return {
+        name: _cache.cached(
+            _cache.digest(name, key, seed, max_epochs, kwargs, SCGMVAE_SOURCE),
+            lambda kwargs=kwargs: predict(kwargs),
+        )
+        for name, kwargs in CGMVAE_ROWS.items()
+    }
 
 
-def _peer_rows(train, control, stimulated, degs, seed: int, smoke: bool) -> dict:
-    rows = {}
+def _peer_predictions(train, control, seed: int, smoke: bool, key: str) -> dict:
+    predictions = {}
     for name, peer in PEERS.items():
-        start = time.perf_counter()
-        predicted = run_peer(name, train, control, seed=seed, smoke=smoke)
+
+        def run(name=name):
+            predicted = run_peer(name, train, control, seed=seed, smoke=smoke)
+            if predicted is not None:
+                predicted.uns["train_seconds"] = predicted.uns["peer"]["train_seconds"]
+            return predicted
+
+        predicted = _cache.cached(_cache.digest(name, key, seed, smoke, peer.script), run)
         if predicted is None:
             print(skip_message(name), flush=True)
             continue
-        scores = scgmvae.tl.evaluate_perturbation(predicted, stimulated, control, degs=degs)
-        seconds = predicted.uns.get("peer", {}).get("train_seconds", time.perf_counter() - start)
-        rows[peer.label] = {**scores.loc["prediction"], "train_seconds": seconds}
-    return rows
+        predictions[peer.label] = predicted
+    return predictions
+
+
+def _scvi_prediction(train, control, seed: int, max_epochs: int, key: str):
+    def run():
+        start = time.perf_counter()
+        predicted = scvi_latent_arithmetic(train, control, CONDITION, CTRL, STIM, max_epochs, seed)
+        predicted.uns["train_seconds"] = time.perf_counter() - start
+        return predicted
+
+    return _cache.cached(_cache.digest("scVI", key, seed, max_epochs, scvi.__version__), run)
 
 
 def run_one(adata, cell_type: str, seed: int, max_epochs: int, smoke: bool) -> list[dict]:
@@ -72,13 +105,17 @@ def run_one(adata, cell_type: str, seed: int, max_epochs: int, smoke: bool) -> l
     stimulated = adata[held_out].copy()
     degs = scgmvae.tl.top_degs(stimulated, control, n_genes=100)
 
-    rows = _cgmvae_rows(train.copy(), control, stimulated, degs, seed, max_epochs)
-    rows.update(_peer_rows(train, control, stimulated, degs, seed, smoke))
-    start = time.perf_counter()
-    baseline = scvi_latent_arithmetic(train, control, CONDITION, CTRL, STIM, max_epochs, seed)
-    seconds = time.perf_counter() - start
-    scores = scgmvae.tl.evaluate_perturbation(baseline, stimulated, control, degs=degs)
-    rows["scVI latent arithmetic"] = {**scores.loc["prediction"], "train_seconds": seconds}
+    key = _cache.data_digest(train, control)
+    predictions = _cgmvae_predictions(train.copy(), control, seed, max_epochs, key)
+    predictions.update(_peer_predictions(train, control, seed, smoke, key))
+    predictions["scVI latent arithmetic"] = _scvi_prediction(train, control, seed, max_epochs, key)
+    rows = {}
+    for method, predicted in predictions.items():
+        scores = scgmvae.tl.evaluate_perturbation(predicted, stimulated, control, degs=degs)
+        rows[method] = {
+            **scores.loc["prediction"],
+            "train_seconds": predicted.uns["train_seconds"],
+        }
     rows["control as prediction"] = {**scores.loc["control"], "train_seconds": 0.0}
     return [
         {"cell_type": cell_type, "seed": seed, "method": method, **values}
@@ -114,6 +151,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     setup_threads()
+    if args.smoke:
+        os.environ[_cache.CACHE_ENV] = "0"  # smoke runs check the code and keep nothing
 
     adata = kang(n_top_genes=None if args.all_genes else 2000, full=args.full)
     cell_types = args.cell_types or sorted(adata.obs[LABEL].unique())

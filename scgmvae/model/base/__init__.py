@@ -4,6 +4,7 @@ from ._expression_mixin import ExpressionMixin
 from ._generation_mixin import GenerationMixin
 from ._latent_mixin import LatentMixin
 from ._perturbation_mixin import PerturbationMixin
+from ._response_mixin import ResponseMixin
 from ._training_mixin import GMVAETrainingMixin
 
 __all__ = [
@@ -12,4 +13,5 @@ __all__ = [
     "GenerationMixin",
     "LatentMixin",
     "PerturbationMixin",
+    "ResponseMixin",
 ]
