@@ -13,12 +13,19 @@ Labels are never shown to any method; scores from ``scgmvae.tl.clustering_scores
 
     python benchmarks/clustering.py            # 3 datasets x 3 seeds -> docs/benchmarks.md
     python benchmarks/clustering.py --smoke    # toy data, 1 seed, 2 epochs (CI)
+
+Clusters are kept in ``benchmarks/.cache`` (``_cache.py``), so runs over disjoint
+``--datasets`` can go in parallel before one run over all of them writes the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
+import _cache
+import anndata
 import numpy as np
 import pandas as pd
 import scanpy as sc
@@ -130,6 +137,24 @@ METHODS = (
 )
 
 
+def _cached_clusters(dataset, method, adata, label_key, likelihood, seed, epochs):
+    """The clusters of :func:`cluster`, kept in the benchmark cache (see ``_cache.py``)."""
+
+    def run():
+        clusters = cluster(method, adata, label_key, likelihood, seed, epochs)
+        if clusters is None:
+            return None
+        return anndata.AnnData(obs=pd.DataFrame({"cluster": np.asarray(clusters).astype(str)}))
+
+    key = _cache.digest(dataset, method, seed, epochs, SCGMVAE_SOURCE, scvi.__version__)
+    stored = _cache.cached(key, run)
+    return None if stored is None else stored.obs["cluster"].to_numpy()
+
+
+SCGMVAE_SOURCE = _cache.source_digest(Path(scgmvae.__file__).parent)
+"""The code this run imported (hashed at import), part of the key of the stored clusters."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny run that checks the code")
@@ -138,6 +163,8 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="*", default=["kang", "pbmc68k", "toy"])
     args = parser.parse_args()
     setup_threads()
+    if args.smoke:
+        os.environ[_cache.CACHE_ENV] = "0"  # smoke runs check the code and keep nothing
     datasets, seeds, epochs = args.datasets, range(args.seeds), args.max_epochs
     if args.smoke:
         datasets, seeds, epochs = ["toy"], range(1), 2
@@ -147,7 +174,9 @@ def main() -> None:
         labels = adata.obs[label_key].astype(str).to_numpy()
         for method in METHODS:
             for seed in seeds:
-                clusters = cluster(method, adata, label_key, likelihood, seed, epochs)
+                clusters = _cached_clusters(
+                    dataset, method, adata, label_key, likelihood, seed, epochs
+                )
                 if clusters is None:
                     continue
                 scores = scgmvae.tl.clustering_scores(clusters, labels)
