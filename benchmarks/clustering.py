@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from pathlib import Path
 
 import _cache
@@ -155,12 +156,20 @@ SCGMVAE_SOURCE = _cache.source_digest(Path(scgmvae.__file__).parent)
 """The code this run imported (hashed at import), part of the key of the stored clusters."""
 
 
+def _methods_option(methods: list[str]) -> str:
+    """The --methods part of the table's command, empty when every method ran."""
+    if list(methods) == list(METHODS):
+        return ""
+    return " --methods " + " ".join(shlex.quote(m) for m in methods)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny run that checks the code")
     parser.add_argument("--max-epochs", type=int, default=100)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--datasets", nargs="*", default=["kang", "pbmc68k", "toy"])
+    parser.add_argument("--methods", nargs="*", choices=METHODS, default=list(METHODS))
     args = parser.parse_args()
     setup_threads()
     if args.smoke:
@@ -172,7 +181,7 @@ def main() -> None:
     for dataset in datasets:
         adata, label_key, likelihood = load(dataset)
         labels = adata.obs[label_key].astype(str).to_numpy()
-        for method in METHODS:
+        for method in args.methods:
             for seed in seeds:
                 clusters = _cached_clusters(
                     dataset, method, adata, label_key, likelihood, seed, epochs
@@ -191,7 +200,7 @@ def main() -> None:
         "clustering",
         "Unsupervised clustering",
         f"python benchmarks/clustering.py --max-epochs {epochs} --seeds {len(seeds)} "
-        f"--datasets {' '.join(datasets)}",
+        f"--datasets {' '.join(datasets)}{_methods_option(args.methods)}",
         table,
         "Kang: 832 cells, 6 cell types, raw counts on 2,000 HVGs (NB). pbmc68k_reduced: 700 "
         "cells, 10 bulk labels, scaled data (Gaussian likelihood; no scVI row: scVI needs counts "

@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 PANEL_WIDTH = 5.0
 PANEL_HEIGHT = 4.0
+DEFAULT_NCOLS = 4
+"""Panels per row, as in scanpy.pl.embedding."""
 MARKER_AREA = 120_000
 """Default marker size times the number of cells (scanpy's rule)."""
 RING_SCALE = 1.6
@@ -61,11 +63,21 @@ def _panel_keys(adata: AnnData, color: str | Sequence[str]) -> list[str | None]:
     return found or [None]
 
 
-def _panels(n: int) -> tuple[Figure, np.ndarray]:
+def _panels(n: int, ncols: int) -> tuple[Figure, np.ndarray]:
+    """A grid of ``n`` panels, ``ncols`` per row; the unused places of the last row removed."""
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
     fig, axes = plt.subplots(
-        1, n, figsize=(PANEL_WIDTH * n, PANEL_HEIGHT), squeeze=False, layout="constrained"
+        nrows,
+        ncols,
+        figsize=(PANEL_WIDTH * ncols, PANEL_HEIGHT * nrows),
+        squeeze=False,
+        layout="constrained",
     )
-    return fig, axes[0]
+    axes = axes.ravel()
+    for ax in axes[n:]:
+        ax.remove()
+    return fig, axes[:n]
 
 
 @document_show_save
@@ -75,6 +87,7 @@ def latent_umap(
     color: str | Sequence[str] = (PREDICTION_KEY, COMPONENT_KEY, "condition"),
     neighbors_kwargs: Mapping[str, Any] | None = None,
     recompute: bool = False,
+    ncols: int = DEFAULT_NCOLS,
     show: bool | None = None,
     save: str | os.PathLike | None = None,
     return_fig: bool | None = None,
@@ -102,6 +115,8 @@ def latent_umap(
         Keyword arguments of :func:`scanpy.pp.neighbors` (e.g. ``n_neighbors``).
     recompute
         Compute the UMAP even when it is stored already.
+    ncols
+        Panels per row, as in :func:`scanpy.pl.embedding`.
     {show_save}
     **kwargs
         Passed to :func:`scanpy.pl.embedding` (e.g. ``size``, ``palette``, ``legend_loc``).
@@ -122,7 +137,7 @@ def latent_umap(
         adata.obsm[umap_key] = _umap(adata.obs_names, adata.obsm[rep_key], neighbors_kwargs)
         logger.info("Stored the UMAP of %r in adata.obsm[%r].", rep_key, umap_key)
     keys = _panel_keys(adata, color)
-    fig, axes = _panels(len(keys))
+    fig, axes = _panels(len(keys), ncols)
     for ax, key in zip(axes, keys, strict=True):
         sc.pl.embedding(adata, basis=umap_key, color=key, ax=ax, show=False, **kwargs)
         ax.set_xlabel("UMAP1")
@@ -201,6 +216,7 @@ def generated_vs_real(
     n_pcs: int = 30,
     neighbors_kwargs: Mapping[str, Any] | None = None,
     size: float | None = None,
+    ncols: int = DEFAULT_NCOLS,
     show: bool | None = None,
     save: str | os.PathLike | None = None,
     return_fig: bool | None = None,
@@ -233,6 +249,8 @@ def generated_vs_real(
         Keyword arguments of :func:`scanpy.pp.neighbors` (e.g. ``n_neighbors``).
     size
         Marker size; by default it shrinks with the number of cells.
+    ncols
+        Panels per row.
     {show_save}
 
     Returns
@@ -249,7 +267,7 @@ def generated_vs_real(
 
     size = MARKER_AREA / combined.n_obs if size is None else size
     keys = _panel_keys(combined, color)
-    fig, axes = _panels(len(keys))
+    fig, axes = _panels(len(keys), ncols)
     for ax, key in zip(axes, keys, strict=True):
         _rings_over_dots(ax, combined, key, size)
         ax.set_title("generated vs real" if key is None else key)

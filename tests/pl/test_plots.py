@@ -219,6 +219,18 @@ def test_latent_umap_skips_absent_colors(adata, caplog):
     assert "not_a_column" in caplog.text
 
 
+def test_latent_umap_wraps_panels_in_rows(adata):
+    adata.obsm["X_umap_scgmvae_z"] = np.random.default_rng(4).normal(size=(N_CELLS, 2))
+    colors = ["cell_type", "condition", "scgmvae_prediction"]
+    fig = pl.latent_umap(adata, color=colors, ncols=2, return_fig=True)
+    assert [ax.get_title() for ax in fig.axes] == [f"z: {c}" for c in colors]
+    first, second, third = (ax.get_position() for ax in fig.axes)
+    assert first.y0 == pytest.approx(second.y0) and third.y0 < first.y0  # two rows
+    assert third.x0 == pytest.approx(first.x0)
+    assert fig.get_size_inches()[1] > fig.get_size_inches()[0] / 2  # two rows of two
+    plt.close(fig)
+
+
 def test_latent_umap_missing_representation(adata):
     del adata.obsm["X_scgmvae_z"]
     with pytest.raises(ValueError, match=r"X_scgmvae_z.*run scgmvae\.tl\.embed\(model, adata\)"):
