@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import sys
 import time
 from importlib import metadata
+from pathlib import Path
 
 import anndata
 import numpy as np
@@ -24,6 +26,12 @@ from scipy import sparse
 TARGET_SUM = 1e4
 # epochs of a --smoke run: enough to go through every code path
 SMOKE_EPOCHS = 2
+
+
+def hide_own_folder() -> None:
+    """Drop this folder from ``sys.path``: its cpa.py and scgen.py must not shadow the peers."""
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
 
 
 def parser(description: str, max_epochs: int, batch_size: int) -> argparse.ArgumentParser:

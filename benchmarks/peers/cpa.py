@@ -16,15 +16,14 @@ plus the stimulated embedding) is the negative binomial mean, written as log1p(C
 
 from __future__ import annotations
 
-import sys
 import tempfile
-from pathlib import Path
 
 from _cli import (
     SMOKE_EPOCHS,
     TARGET_SUM,
     Timer,
     dense,
+    hide_own_folder,
     limit_threads,
     log_normalize,
     parser,
@@ -33,9 +32,7 @@ from _cli import (
     write_prediction,
 )
 
-# this file is named cpa.py: drop its folder from the path so that `import cpa` finds cpa-tools
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+hide_own_folder()  # so that `import cpa` / `import scvi` find the installed packages
 
 # CPA's Kang tutorial (docs/tutorials/Kang.ipynb of cpa-tools), except the seed, which is --seed
 MODEL_PARAMS = {

@@ -15,12 +15,11 @@ training, and the cell subsampling of the prediction.
 from __future__ import annotations
 
 import contextlib
-import sys
-from pathlib import Path
 
 from _cli import (
     SMOKE_EPOCHS,
     Timer,
+    hide_own_folder,
     limit_threads,
     log_normalize,
     parser,
@@ -29,9 +28,7 @@ from _cli import (
     write_prediction,
 )
 
-# keep this folder off the path: its cpa.py and scgen.py must not shadow installed packages
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+hide_own_folder()  # so that `import cpa` / `import scvi` find the installed packages
 
 # the protocol of the earlier scGen measurement on the 832-cell Kang file
 MAX_EPOCHS, BATCH_SIZE = 200, 32
