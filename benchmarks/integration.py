@@ -171,12 +171,23 @@ def train_scanvi(vae, labels_key: str, seed: int, epochs: int):
     return model
 
 
-def train_gmvae(adata, seed: int, epochs: int, labels_key: str | None = None, **model_kwargs):
+def train_gmvae(
+    adata,
+    seed: int,
+    epochs: int,
+    labels_key: str | None = None,
+    adversarial_classifier: bool = False,
+    **model_kwargs,
+):
     scvi.settings.seed = seed
     adata = adata.copy()
     scgmvae.model.GMVAE.setup_anndata(adata, labels_key=labels_key, batch_key=BATCH_KEY)
     model = scgmvae.model.GMVAE(adata, **model_kwargs)
-    model.train(max_epochs=epochs, enable_progress_bar=False)
+    model.train(
+        max_epochs=epochs,
+        adversarial_classifier=adversarial_classifier,
+        enable_progress_bar=False,
+    )
     return model
 
 
@@ -276,6 +287,21 @@ def run_donor_seed(adata, pca, seed, epochs, parts, with_cgmvae, skips) -> tuple
         embeddings["GMVAE"] = gmvae.get_latent_representation()
         gmvae = timer(train_gmvae, "GMVAE labels", adata, seed, epochs, labels_key=LABELS_KEY)
         embeddings["GMVAE, labels"] = gmvae.get_latent_representation()
+        for labels_key, name in (
+            (None, "GMVAE, adversarial"),
+            (LABELS_KEY, "GMVAE, labels, adversarial"),
+        ):
+            gmvae = timer(
+                train_gmvae,
+                name,
+                adata,
+                seed,
+                epochs,
+                labels_key=labels_key,
+                adversarial_classifier=True,
+                n_components=len(set(truth)),
+            )
+            embeddings[name] = gmvae.get_latent_representation()
         if with_cgmvae:
             cgmvae = timer(train_cgmvae_one_condition, "CGMVAE", adata, seed, epochs)
             embeddings["CGMVAE, labels (1 condition)"] = cgmvae.get_latent_representation()

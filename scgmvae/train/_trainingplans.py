@@ -6,13 +6,53 @@ import inspect
 from dataclasses import replace
 
 import torch
+import torch.nn.functional as F
+from scvi import REGISTRY_KEYS
 from scvi.module.base import LossOutput
+from scvi.nn import FCLayers
 from scvi.train import TrainingPlan
+from torch import nn
 from torchmetrics import MetricCollection
 
 # scvi-tools 1.5 adds a fused Adam (the default there); scvi-tools 1.4 has only the plain one.
 # The plain one is used on both so that a model trains the same on either (see the benchmarks).
 _HAS_FUSED_OPTIMIZER = "fused_optimizer" in inspect.signature(TrainingPlan.__init__).parameters
+
+ADVERSARY_HIDDEN = 32
+"""Width of the two hidden layers of the batch classifier (scvi-tools' adversary has the same)."""
+ADVERSARY_LOSS_KEY = "batch_adversary"
+
+
+class _ReverseGradient(torch.autograd.Function):
+    """Identity forward; the gradient flows back negated."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return -grad
+
+
+class BatchAdversary(nn.Module):
+    """Classifier of the batch from z, behind a gradient reversal (domain-adversarial training).
+
+    The classifier learns to tell the batches apart; the reversed gradient moves the encoder
+    the other way, towards a z from which the batch cannot be told.
+    """
+
+    def __init__(self, n_latent: int, n_batch: int):
+        super().__init__()
+        self.layers = FCLayers(
+            n_in=n_latent, n_out=ADVERSARY_HIDDEN, n_layers=2, n_hidden=ADVERSARY_HIDDEN
+        )
+        self.logits = nn.Linear(ADVERSARY_HIDDEN, n_batch)
+
+    def forward(self, z: torch.Tensor, batch_index: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the batch; its gradient reaches ``z`` negated."""
+        logits = self.logits(self.layers(_ReverseGradient.apply(z)))
+        return F.cross_entropy(logits, batch_index.view(-1).long())
 
 
 class GMVAETrainingPlan(TrainingPlan):
@@ -29,20 +69,66 @@ class GMVAETrainingPlan(TrainingPlan):
     The optimizer is scvi-tools' plain Adam on every scvi-tools version (1.5's fused Adam is
     not used), so that results do not depend on the installed version.
 
+    With ``adversarial_classifier=True``, a small classifier learns to predict each cell's batch
+    from its z while the encoder, through a reversed gradient, learns a z that hides the batch
+    (as scvi-tools' ``AdversarialTrainingPlan`` does for totalVI, here in one optimizer step, so
+    that gradient clipping and DDP work as without it). The classifier's cross-entropy is
+    logged as ``batch_adversary_train``; the validation loss stays the plain negative ELBO.
+
     Parameters
     ----------
     module
         The :class:`~scgmvae.module.GMVAEModule`.
+    adversarial_classifier
+        Train the batch classifier against the encoder; needs a ``batch_key`` with at least two
+        batches.
+    scale_adversarial_loss
+        Weight of the classifier's cross-entropy in the loss (and so of the reversed gradient).
     **kwargs
         Passed to :class:`~scvi.train.TrainingPlan` (``lr``, ``n_epochs_kl_warmup``, ...);
         keyword arguments it does not take go to the module's ``loss`` (e.g.
         ``use_labels=False``).
     """
 
-    def __init__(self, module, **kwargs):
+    def __init__(
+        self,
+        module,
+        adversarial_classifier: bool = False,
+        scale_adversarial_loss: float = 1.0,
+        **kwargs,
+    ):
         if _HAS_FUSED_OPTIMIZER:
             kwargs.setdefault("fused_optimizer", False)
         super().__init__(module, **kwargs)
+        self.adversary = None
+        if adversarial_classifier:
+            if module.n_batch < 2:
+                raise ValueError(
+                    "adversarial_classifier=True needs at least two batches: register them "
+                    "with setup_anndata(batch_key=...)."
+                )
+            self.adversary = BatchAdversary(module.n_latent, module.n_batch)
+        self.scale_adversarial_loss = scale_adversarial_loss
+
+    def forward(self, tensors, **kwargs):
+        """The module's outputs; while training, the batch adversary's term joins the loss."""
+        inference_outputs, generative_outputs, loss_output = super().forward(tensors, **kwargs)
+        if self.adversary is not None and self.training:
+            adversary_loss = self.adversary(
+                inference_outputs["z"], tensors[REGISTRY_KEYS.BATCH_KEY]
+            )
+            loss_output = replace(
+                loss_output,
+                loss=loss_output.loss + self.scale_adversarial_loss * adversary_loss,
+                extra_metrics={**loss_output.extra_metrics, ADVERSARY_LOSS_KEY: adversary_loss},
+            )
+        return inference_outputs, generative_outputs, loss_output
+
+    def configure_optimizers(self):
+        config = super().configure_optimizers()
+        if self.adversary is not None:
+            config["optimizer"].add_param_group({"params": list(self.adversary.parameters())})
+        return config
 
     def on_train_end(self) -> None:
         super().on_train_end()

@@ -29,6 +29,7 @@ class GMVAETrainingMixin(UnsupervisedTrainingMixin, ArchesMixin):
         max_epochs: int | None = None,
         labelled_share: float | Literal["auto"] | None = "auto",
         cluster_init: bool = True,
+        adversarial_classifier: bool = False,
         plan_kwargs: dict | None = None,
         datasplitter_kwargs: dict | None = None,
         **kwargs,
@@ -58,6 +59,11 @@ class GMVAETrainingMixin(UnsupervisedTrainingMixin, ArchesMixin):
             and the next 10% of ``max_epochs``), so that the clusters do not depend on the
             random start. Models with labels, trained models (continued training) and query
             models train as before; ``False`` trains from random components.
+        adversarial_classifier
+            Train a batch classifier on z against the encoder, so that z hides the batches
+            registered with ``batch_key`` (:class:`~scgmvae.train.GMVAETrainingPlan`; its
+            ``scale_adversarial_loss`` in ``plan_kwargs`` sets the weight). For integration
+            across donors or samples; the benchmarks page shows what it changes.
         plan_kwargs
             Keyword arguments for :class:`~scgmvae.train.GMVAETrainingPlan` (``lr``,
             ``n_epochs_kl_warmup``, ``use_labels``, ...). The learning rate defaults to 1e-2 and
@@ -75,6 +81,7 @@ class GMVAETrainingMixin(UnsupervisedTrainingMixin, ArchesMixin):
             max_epochs = get_max_epochs_heuristic(self.adata.n_obs)
         plan_kwargs = dict(plan_kwargs or {})
         plan_kwargs.setdefault("lr", DEFAULT_LR)
+        plan_kwargs.setdefault("adversarial_classifier", adversarial_classifier)
         if "n_steps_kl_warmup" not in plan_kwargs:
             plan_kwargs.setdefault(
                 "n_epochs_kl_warmup", max(1, int(DEFAULT_KL_WARMUP_FRACTION * max_epochs))
