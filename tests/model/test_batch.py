@@ -40,19 +40,27 @@ def _neighbour_shares(z: np.ndarray, adata) -> tuple[float, float]:
 @pytest.mark.slow
 def test_batch_key_mixes_batches_and_keeps_cell_types(two_batches):
     shares = {}
-    for batch_key in (None, "batch"):
+    for batch_key, adversarial in ((None, False), ("batch", False), ("batch", True)):
         scvi.settings.seed = 0
         adata = two_batches.copy()
         GMVAE.setup_anndata(adata, batch_key=batch_key)
         model = GMVAE(adata, n_components=6)
-        model.train(max_epochs=100, enable_progress_bar=False)
-        shares[batch_key] = _neighbour_shares(model.get_latent_representation(), adata)
-    (other_without, type_without), (other_with, type_with) = shares[None], shares["batch"]
+        model.train(max_epochs=100, adversarial_classifier=adversarial, enable_progress_bar=False)
+        shares[batch_key, adversarial] = _neighbour_shares(
+            model.get_latent_representation(), adata
+        )
+    other_without, type_without = shares[None, False]
+    other_with, type_with = shares["batch", False]
+    other_adversarial, type_adversarial = shares["batch", True]
     # measured 2026-11-25, seeds 0-2, unsupervised, 100 epochs: other-batch share without the
     # key 0.076-0.091, with it 0.432-0.435 (0.5 is perfect mixing); own-type share 0.852-0.854
     # without, 0.871-0.873 with
     assert other_without < 0.2 and other_with > 0.35, shares
     assert type_with > 0.8 and type_with > type_without - 0.02, shares
+    # measured 2026-11-26, seeds 0-2: the batch adversary raises the other-batch share by
+    # 0.021-0.027 (0.455-0.469 against 0.434-0.443); own-type share 0.855-0.876
+    assert other_adversarial > other_with + 0.01, shares
+    assert type_adversarial > 0.8, shares
 
 
 def test_new_batches_extend_a_trained_model(toy_counts, max_epochs):
