@@ -13,6 +13,7 @@ def toy_dense():
     return scgmvae.datasets.toy_blobs(n_cells_per_group=50, seed=1)
 
 
+@pytest.mark.slow  # numba compiles scanpy's neighbour graph on first use
 def test_leiden_clusters_leave_the_data_alone(toy_dense):
     before = toy_dense.copy()
     clusters = scgmvae.tl.leiden_clusters(toy_dense, resolution=0.3)
@@ -24,6 +25,7 @@ def test_leiden_clusters_leave_the_data_alone(toy_dense):
     assert scores["ari"] > 0.9, scores  # well-separated toy classes
 
 
+@pytest.mark.slow  # numba compiles scanpy's neighbour graph on first use
 def test_leiden_clusters_on_an_embedding(toy_dense):
     # an embedding that separates the conditions, not the cell types the expression shows
     rng = np.random.default_rng(0)
