@@ -56,7 +56,7 @@ def load(name: str) -> tuple[sc.AnnData, str, str]:
     return scgmvae.datasets.toy_blobs(counts=True, seed=0), "cell_type", "nb"
 
 
-def _leiden_on(latent: np.ndarray, seed: int) -> np.ndarray:
+def leiden_on(latent: np.ndarray, seed: int) -> np.ndarray:
     work = sc.AnnData(X=np.zeros((latent.shape[0], 1), dtype=np.float32))
     work.obsm["X_latent"] = latent
     sc.pp.neighbors(work, use_rep="X_latent", random_state=seed)
@@ -77,7 +77,7 @@ def cluster(method: str, adata, label_key: str, likelihood: str, seed: int, epoc
         scvi.model.SCVI.setup_anndata(work)
         model = scvi.model.SCVI(work, gene_likelihood=likelihood)
         model.train(max_epochs=epochs, enable_progress_bar=False)
-        return _leiden_on(model.get_latent_representation(), seed)
+        return leiden_on(model.get_latent_representation(), seed)
     if method.endswith(KMEANS):  # the second seed report's models (benchmarks/_seed_models.py)
         name = method.removesuffix(KMEANS)
         return seed_model_clusters(name, adata, n_labels, seed, epochs, likelihood)

@@ -32,6 +32,7 @@ import pandas as pd
 import scanpy as sc
 import scvi
 from _common import kang, mean_sd, setup_threads, write_section
+from scipy.stats import pearsonr
 from sklearn.metrics import f1_score
 
 import scgmvae
@@ -79,6 +80,10 @@ INTERFERON_GENES = (
 # the ranking scVI users apply to scvi-tools' DE table (its default mode, its own sort order,
 # genes up in group 1): the headline rows and the interferon-gene table use it
 CHOSEN_RANKING = "change, proba_de (up)"
+OBSERVED_PSEUDOCOUNT = 0.1
+"""CP10k added to both groups' mean expression before the observed log2 fold change."""
+EXPRESSED_CP10K = 1.0
+"""Genes whose two group means sum to more than this count as expressed."""
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -367,6 +372,21 @@ def _descending(values: pd.Series) -> list[str]:
     return list(values.sort_values(ascending=False, kind="stable").index)
 
 
+def lfc_agreement(table: pd.DataFrame) -> dict[str, float]:
+    """Pearson r of a change-mode table's ``lfc_mean`` with the cells' observed log2 fold change.
+
+    The observed change is that of the mean CP10k expression of the two groups (scvi-tools'
+    ``raw_normalized_mean`` columns), over every gene and over the expressed ones.
+    """
+    means1, means2 = table["raw_normalized_mean1"], table["raw_normalized_mean2"]
+    observed = np.log2((means1 + OBSERVED_PSEUDOCOUNT) / (means2 + OBSERVED_PSEUDOCOUNT))
+    expressed = (means1 + means2) > EXPRESSED_CP10K
+    return {
+        "all genes": pearsonr(table["lfc_mean"], observed)[0],
+        "expressed genes": pearsonr(table["lfc_mean"][expressed], observed[expressed])[0],
+    }
+
+
 def wilcoxon_degs(adata, idx1: np.ndarray, idx2: np.ndarray) -> dict[str, list[str]]:
     """The real cells' strongest Wilcoxon genes: up in stimulated, and by absolute score."""
     up = scgmvae.tl.top_degs(adata[idx1], adata[idx2], n_genes=N_DEGS)
@@ -389,27 +409,31 @@ def wilcoxon_degs(adata, idx1: np.ndarray, idx2: np.ndarray) -> dict[str, list[s
     return {"up": up, "either direction": list(either["names"])}
 
 
-def run_de_seed(adata, idx1, idx2, truth, seed: int, epochs: int) -> tuple[list, dict]:
-    """Overlaps of every ranking with the Wilcoxon top genes, and each method's top ISGs."""
+def run_de_seed(adata, idx1, idx2, truth, seed: int, epochs: int) -> tuple[list, dict, list]:
+    """Overlaps of every ranking with the Wilcoxon top genes, each method's top ISGs, and the
+    agreement of its change-mode fold changes with the observed ones."""
     scvi.settings.seed = seed
     ours = adata.copy()
     scgmvae.model.CGMVAE.setup_anndata(ours, condition_key="condition", labels_key="cell_type")
     cgmvae = scgmvae.model.CGMVAE(ours)
     cgmvae.train(max_epochs=epochs, enable_progress_bar=False)
     models = {"CGMVAE": cgmvae, "scVI": train_scvi(adata, seed, epochs, batch_key=None)}
-    rows, isgs = [], {}
+    rows, isgs, agreement = [], {}, []
     for name, model in models.items():
         for mode in ("vanilla", "change"):
             scvi.settings.seed = seed
             table = model.differential_expression(idx1=idx1, idx2=idx2, mode=mode, silent=True)
+            if mode == "change":
+                for genes, r in lfc_agreement(table).items():
+                    agreement.append({"method": name, "genes": genes, "seed": seed, "r": r})
             for ranking, genes in de_rankings(table, mode).items():
                 kind = "either direction" if "either" in ranking else "up"
                 overlap = len(set(genes[:N_DEGS]) & set(truth[kind][:N_DEGS]))
                 rows.append({"method": name, "ranking": ranking, "seed": seed, "overlap": overlap})
                 if ranking == CHOSEN_RANKING:
                     isgs[name] = [g for g in genes[:N_TOP_ISGS] if g in INTERFERON_GENES]
-    print(rows, isgs, flush=True)
-    return rows, isgs
+    print(rows, isgs, agreement, flush=True)
+    return rows, isgs, agreement
 
 
 # -- tables ----------------------------------------------------------------------------------
@@ -562,15 +586,20 @@ def run_de(args, seeds, epochs: int) -> None:
     idx1, idx2 = cell_type & stimulated, cell_type & ~stimulated
     truth = wilcoxon_degs(adata, idx1, idx2)
     wilcoxon_isgs = [g for g in truth["up"][:N_TOP_ISGS] if g in INTERFERON_GENES]
-    rows, isgs = [], {}
+    rows, isgs, agreement = [], {}, []
     for seed in seeds:
-        seed_rows, seed_isgs = run_de_seed(adata, idx1, idx2, truth, seed, epochs)
+        seed_rows, seed_isgs, seed_agreement = run_de_seed(adata, idx1, idx2, truth, seed, epochs)
         rows += seed_rows
+        agreement += seed_agreement
         for name, genes in seed_isgs.items():
             isgs.setdefault(name, []).append(genes)
     frame = pd.DataFrame(rows)
+    agreement_table = pd.DataFrame(agreement).pivot_table(
+        index="genes", columns="method", values="r", aggfunc=mean_sd, sort=False
+    )
     if args.smoke:
         print(frame.to_string())
+        print(agreement_table.to_string())
         print("interferon genes in the top 30:", {"Wilcoxon": wilcoxon_isgs, **isgs})
         return
     table = frame.pivot_table(
@@ -605,7 +634,14 @@ def run_de(args, seeds, epochs: int) -> None:
         "direction by proba_de or |lfc_mean|. Mean ± sd over seeds (each seed's value in "
         f"brackets).\n\nInterferon-stimulated genes ({', '.join(INTERFERON_GENES)}; "
         f"{len(in_hvgs)} of them among the HVGs) in the top {N_TOP_ISGS} up-regulated genes "
-        f"('{CHOSEN_RANKING}' for the models):\n\n" + isg_table.to_markdown() + "\n",
+        f"('{CHOSEN_RANKING}' for the models):\n\n"
+        + isg_table.to_markdown()
+        + "\n\nAgreement of each model's change-mode lfc_mean with the observed log2 fold "
+        f"change of the cells' mean CP10k expression (pseudocount {OBSERVED_PSEUDOCOUNT:g}), "
+        f"Pearson r over the {N_TOP_GENES:,} genes and over those expressed (the two group "
+        f"means sum to more than {EXPRESSED_CP10K:g} CP10k):\n\n"
+        + agreement_table.to_markdown()
+        + "\n",
     )
 
 

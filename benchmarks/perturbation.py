@@ -43,8 +43,11 @@ SCGMVAE_SOURCE = _cache.source_digest(Path(scgmvae.__file__).parent)
 """The code this run imported (hashed at import), part of the key of CGMVAE's predictions."""
 
 
-def _cgmvae_predictions(train, control, seed: int, max_epochs: int, key: str) -> dict:
-    """Each CGMVAE_ROWS variant's prediction of one CGMVAE trained on ``train`` (or stored)."""
+def _cgmvae_predictions(
+    train, control, seed: int, max_epochs: int, key: str, variants: dict
+) -> dict:
+    """Each variant's prediction (``predict_perturbation`` keyword arguments by row name) of
+    one CGMVAE trained on ``train`` (or stored)."""
     model = None
 
     def predict(kwargs: dict):
@@ -65,7 +68,7 @@ def _cgmvae_predictions(train, control, seed: int, max_epochs: int, key: str) ->
             _cache.digest(name, key, seed, max_epochs, kwargs, SCGMVAE_SOURCE),
             lambda kwargs=kwargs: predict(kwargs),
         )
-        for name, kwargs in CGMVAE_ROWS.items()
+        for name, kwargs in variants.items()
     }
 
 
@@ -97,8 +100,16 @@ def _scvi_prediction(train, control, seed: int, max_epochs: int, key: str):
     return _cache.cached(_cache.digest("scVI", key, seed, max_epochs, scvi.__version__), run)
 
 
-def run_one(adata, cell_type: str, seed: int, max_epochs: int, smoke: bool) -> list[dict]:
-    """Every method's scores for one held-out type and seed, one dict per method."""
+def bandwidth_rows(bandwidths: list[float]) -> dict:
+    """CGMVAE rows of the default route at each ``response_bandwidth``."""
+    return {f"CGMVAE, bandwidth {b:g}": {"response_bandwidth": b} for b in bandwidths}
+
+
+def run_one(
+    adata, cell_type: str, seed: int, max_epochs: int, smoke: bool, bandwidths=None
+) -> list[dict]:
+    """Every method's scores for one held-out type and seed, one dict per method; with
+    ``bandwidths``, CGMVAE's default route at those bandwidths only."""
     held_out = (adata.obs[LABEL] == cell_type) & (adata.obs[CONDITION] == STIM)
     train = adata[~held_out].copy()
     control = adata[(adata.obs[LABEL] == cell_type) & (adata.obs[CONDITION] == CTRL)].copy()
@@ -106,9 +117,13 @@ def run_one(adata, cell_type: str, seed: int, max_epochs: int, smoke: bool) -> l
     degs = scgmvae.tl.top_degs(stimulated, control, n_genes=100)
 
     key = _cache.data_digest(train, control)
-    predictions = _cgmvae_predictions(train.copy(), control, seed, max_epochs, key)
-    predictions.update(_peer_predictions(train, control, seed, smoke, key))
-    predictions["scVI latent arithmetic"] = _scvi_prediction(train, control, seed, max_epochs, key)
+    variants = bandwidth_rows(bandwidths) if bandwidths else CGMVAE_ROWS
+    predictions = _cgmvae_predictions(train.copy(), control, seed, max_epochs, key, variants)
+    if not bandwidths:
+        predictions.update(_peer_predictions(train, control, seed, smoke, key))
+        predictions["scVI latent arithmetic"] = _scvi_prediction(
+            train, control, seed, max_epochs, key
+        )
     rows = {}
     for method, predicted in predictions.items():
         scores = scgmvae.tl.evaluate_perturbation(predicted, stimulated, control, degs=degs)
@@ -149,6 +164,13 @@ def main() -> None:
     parser.add_argument(
         "--all-genes", action="store_true", help="every gene instead of 2,000 HVGs"
     )
+    parser.add_argument(
+        "--bandwidths",
+        nargs="*",
+        type=float,
+        help="only CGMVAE's default route, at these response_bandwidth values "
+        "(its own section of docs/benchmarks.md)",
+    )
     args = parser.parse_args()
     setup_threads()
     if args.smoke:
@@ -162,7 +184,7 @@ def main() -> None:
     rows = []
     for cell_type in cell_types:
         for seed in seeds:
-            for row in run_one(adata, cell_type, seed, epochs, args.smoke):
+            for row in run_one(adata, cell_type, seed, epochs, args.smoke, args.bandwidths):
                 rows.append(row)
                 print(
                     {k: round(float(v), 3) if isinstance(v, float) else v for k, v in row.items()}
@@ -177,9 +199,14 @@ def main() -> None:
     options = (" --full" if args.full else "") + (" --all-genes" if args.all_genes else "")
     options += f" --cell-types {shlex.join(args.cell_types)}" if args.cell_types else ""
     section = "perturbation" + ("_full" if args.full else "") + ("_all_genes" * args.all_genes)
+    title = f"Perturbation prediction ({data}, {genes}, scGen protocol)"
+    if args.bandwidths:
+        options += " --bandwidths " + " ".join(f"{b:g}" for b in args.bandwidths)
+        section += "_bandwidth"
+        title = f"Response bandwidth of predict_perturbation ({data}, {genes})"
     write_section(
         section,
-        f"Perturbation prediction ({data}, {genes}, scGen protocol)",
+        title,
         f"python benchmarks/perturbation.py --max-epochs {epochs} --seeds {len(seeds)}{options}",
         per_type,
         "Mean over the held-out types (and seeds), with training seconds:\n\n"
@@ -193,7 +220,9 @@ def main() -> None:
         "and control cells of the type (lower is better). CGMVAE: predict_perturbation's "
         "defaults (route expression: each control cell plus its component's measured expression "
         "response); 'route z' moves the cell's z and decodes one draw, 'route w' decodes the "
-        "component's mean from w (the thesis' route). scGen: "
+        "component's mean from w (the thesis' route); 'bandwidth b': the default route with "
+        "response_bandwidth=b (the kernel over components through which a held-out type "
+        "borrows its response). scGen: "
         "pertpy 1.4's Scgen, 200 epochs of batches of 32, on log1p CP10k; CPA: cpa-tools 0.8.8 "
         "with its Kang tutorial's settings (early stopping); both through benchmarks/_peers.py. "
         f"scVI latent arithmetic and CGMVAE: {epochs} epochs. Mean ± sd over seeds, then each "

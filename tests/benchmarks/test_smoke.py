@@ -22,6 +22,12 @@ def test_benchmark_smoke(script, tmp_path):
     _run_smoke(script, tmp_path)
 
 
+def test_cluster_init_smoke_scores_every_clustering(tmp_path):
+    result = _run_smoke("cluster_init.py", tmp_path, expected="final model")
+    assert "k-means, 10 restarts (the model's)" in result.stdout
+    assert "Gaussian mixture, full" in result.stdout
+
+
 def test_perturbation_smoke_with_the_peers_set_up_or_not(tmp_path):
     """Peers whose Python is set up run and are scored; the others are skipped with a message.
 
@@ -83,7 +89,11 @@ def test_integration_smoke_on_a_stand_in(tmp_path):
 
 
 def _run_smoke(
-    script: str, data_dir, *args: str, env: dict[str, str] | None = None
+    script: str,
+    data_dir,
+    *args: str,
+    env: dict[str, str] | None = None,
+    expected: str = "CGMVAE",
 ) -> subprocess.CompletedProcess:
     table = BENCHMARKS.parent / "docs" / "benchmarks.md"
     before = table.read_text() if table.exists() else None
@@ -97,6 +107,6 @@ def _run_smoke(
         timeout=1800,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "CGMVAE" in result.stdout
+    assert expected in result.stdout
     assert (table.read_text() if table.exists() else None) == before  # smoke runs write nothing
     return result
