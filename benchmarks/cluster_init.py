@@ -63,6 +63,7 @@ def clusterings(latent: np.ndarray, n_clusters: int, seed: int) -> dict[str, np.
 
 
 def run_seed(adata, label_key: str, likelihood: str, seed: int, epochs: int) -> list[dict]:
+    setup_threads()  # scanpy's neighbour graph (the Leiden row) raises torch's thread count
     labels = adata.obs[label_key].astype(str).to_numpy()
     n_labels = len(set(labels))
     scvi.settings.seed = seed
