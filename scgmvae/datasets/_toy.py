@@ -71,23 +71,9 @@ def toy_blobs(
     >>> adata.shape
     (2000, 16)
     """
-    for name, value in {
-        "n_cells_per_group": n_cells_per_group,
-        "n_classes": n_classes,
-        "n_conditions": n_conditions,
-        "n_dims": n_dims,
-    }.items():
-        if value < 1:
-            raise ValueError(f"`{name}` must be a positive integer, got {value}.")
-    if n_classes > n_dims:
-        raise ValueError(
-            f"`n_classes` ({n_classes}) must not exceed `n_dims` ({n_dims}): class centres lie "
-            "along orthogonal directions. Increase `n_dims` or lower `n_classes`."
-        )
-    if class_scale < 0 or condition_scale < 0:
-        raise ValueError("`class_scale` and `condition_scale` must be non-negative.")
-    if noise <= 0:
-        raise ValueError(f"`noise` must be positive, got {noise}.")
+    _check_arguments(
+        n_cells_per_group, n_classes, n_conditions, n_dims, class_scale, condition_scale, noise
+    )
 
     rng = np.random.default_rng(seed)
     # Orthonormal columns scaled by 1/sqrt(2) put every pair of centres exactly class_scale apart.
@@ -108,18 +94,7 @@ def toy_blobs(
     else:
         x = positions
 
-    class_names = [f"class_{k}" for k in range(n_classes)]
-    if n_conditions <= 2:
-        condition_names = ["control", "stimulated"][:n_conditions]
-    else:
-        condition_names = [f"condition_{k}" for k in range(n_conditions)]
-    obs = pd.DataFrame(
-        {
-            "cell_type": pd.Categorical.from_codes(class_idx, categories=class_names),
-            "condition": pd.Categorical.from_codes(condition_idx, categories=condition_names),
-        },
-        index=[f"cell_{i}" for i in range(len(class_idx))],
-    )
+    obs = _blob_obs(class_idx, condition_idx, n_classes, n_conditions)
     var = pd.DataFrame(index=[f"dim_{j}" for j in range(n_dims)])
     adata = ad.AnnData(X=x.astype(np.float32), obs=obs, var=var)
     adata.uns["toy_blobs"] = {
@@ -136,6 +111,53 @@ def toy_blobs(
         "condition_shifts": condition_shifts,
     }
     return adata
+
+
+def _check_arguments(
+    n_cells_per_group: int,
+    n_classes: int,
+    n_conditions: int,
+    n_dims: int,
+    class_scale: float,
+    condition_scale: float,
+    noise: float,
+) -> None:
+    """Raise a ValueError that names the first invalid argument of :func:`toy_blobs`."""
+    for name, value in {
+        "n_cells_per_group": n_cells_per_group,
+        "n_classes": n_classes,
+        "n_conditions": n_conditions,
+        "n_dims": n_dims,
+    }.items():
+        if value < 1:
+            raise ValueError(f"`{name}` must be a positive integer, got {value}.")
+    if n_classes > n_dims:
+        raise ValueError(
+            f"`n_classes` ({n_classes}) must not exceed `n_dims` ({n_dims}): class centres lie "
+            "along orthogonal directions. Increase `n_dims` or lower `n_classes`."
+        )
+    if class_scale < 0 or condition_scale < 0:
+        raise ValueError("`class_scale` and `condition_scale` must be non-negative.")
+    if noise <= 0:
+        raise ValueError(f"`noise` must be positive, got {noise}.")
+
+
+def _blob_obs(
+    class_idx: np.ndarray, condition_idx: np.ndarray, n_classes: int, n_conditions: int
+) -> pd.DataFrame:
+    """Categorical class and condition of every cell, with the toy data's names."""
+    class_names = [f"class_{k}" for k in range(n_classes)]
+    if n_conditions <= 2:
+        condition_names = ["control", "stimulated"][:n_conditions]
+    else:
+        condition_names = [f"condition_{k}" for k in range(n_conditions)]
+    return pd.DataFrame(
+        {
+            "cell_type": pd.Categorical.from_codes(class_idx, categories=class_names),
+            "condition": pd.Categorical.from_codes(condition_idx, categories=condition_names),
+        },
+        index=[f"cell_{i}" for i in range(len(class_idx))],
+    )
 
 
 def _unit_vectors(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
