@@ -63,7 +63,6 @@ def clusterings(latent: np.ndarray, n_clusters: int, seed: int) -> dict[str, np.
 
 
 def run_seed(adata, label_key: str, likelihood: str, seed: int, epochs: int) -> list[dict]:
-    setup_threads()  # scanpy's neighbour graph (the Leiden row) raises torch's thread count
     labels = adata.obs[label_key].astype(str).to_numpy()
     n_labels = len(set(labels))
     scvi.settings.seed = seed
@@ -108,8 +107,9 @@ def main() -> None:
         dataset, seeds, epochs = "toy", range(1), SMOKE_EPOCHS
     adata, label_key, likelihood = load(dataset)
     rows = [row for seed in seeds for row in run_seed(adata, label_key, likelihood, seed, epochs)]
-    table = pd.DataFrame(rows).groupby("clustering", sort=False)[["ari"]].agg(mean_sd)
-    table["lowest seed"] = pd.DataFrame(rows).groupby("clustering", sort=False)["ari"].min()
+    by_clustering = pd.DataFrame(rows).groupby("clustering", sort=False)["ari"]
+    table = by_clustering.agg(mean_sd).to_frame("ari")
+    table["lowest seed"] = by_clustering.min()
     print(table.to_string())
     if args.smoke:
         return

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import scanpy as sc
 import scvi
+import torch
 from _common import kang, mean_sd, setup_threads, write_section
 from _seed_models import seed_model_clusters
 
@@ -57,9 +58,11 @@ def load(name: str) -> tuple[sc.AnnData, str, str]:
 
 
 def leiden_on(latent: np.ndarray, seed: int) -> np.ndarray:
+    threads = torch.get_num_threads()
     work = sc.AnnData(X=np.zeros((latent.shape[0], 1), dtype=np.float32))
     work.obsm["X_latent"] = latent
     sc.pp.neighbors(work, use_rep="X_latent", random_state=seed)
+    torch.set_num_threads(threads)  # the neighbour search raises torch's thread count
     sc.tl.leiden(work, random_state=seed, flavor="igraph", n_iterations=2, directed=False)
     return work.obs["leiden"].to_numpy()
 

@@ -44,6 +44,14 @@ def test_perturbation_smoke_with_the_peers_set_up_or_not(tmp_path):
     assert "'method': 'scVI latent arithmetic'" in result.stdout
 
 
+def test_perturbation_bandwidth_smoke_runs_only_those_rows(tmp_path):
+    result = _run_smoke("perturbation.py", tmp_path, "--bandwidths", "0.1", "0.5")
+    for bandwidth in ("0.1", "0.5"):
+        assert f"'method': 'CGMVAE, bandwidth {bandwidth}'" in result.stdout
+    assert "scVI latent arithmetic" not in result.stdout
+    assert "'method': 'CGMVAE route z'" not in result.stdout
+
+
 def test_perturbation_smoke_without_peers(tmp_path):
     env = {variable: "" for variable in PEER_VARIABLES.values()}
     result = _run_smoke("perturbation.py", tmp_path, env=env)
@@ -86,6 +94,7 @@ def test_integration_smoke_on_a_stand_in(tmp_path):
         assert (skipped in result.stdout) == (importlib.util.find_spec(module) is None)
     assert "'method': 'scANVI'" in result.stdout and "'method': 'GMVAE'" in result.stdout
     assert "interferon genes in the top 30" in result.stdout
+    assert "expressed genes" in result.stdout  # the fold-change agreement table of the DE part
 
 
 def _run_smoke(
