@@ -117,9 +117,13 @@ def run_one(
     degs = scgmvae.tl.top_degs(stimulated, control, n_genes=100)
 
     key = _cache.data_digest(train, control)
-    variants = bandwidth_rows(bandwidths) if bandwidths else CGMVAE_ROWS
+    variants = {**CGMVAE_ROWS, **bandwidth_rows(bandwidths)} if bandwidths else CGMVAE_ROWS
     predictions = _cgmvae_predictions(train.copy(), control, seed, max_epochs, key, variants)
-    if not bandwidths:
+    if bandwidths:
+        # the default rows come from the same model and are stored on the way, so the main
+        # table needs no retraining; this section reports the bandwidths only
+        predictions = {name: p for name, p in predictions.items() if name not in CGMVAE_ROWS}
+    else:
         predictions.update(_peer_predictions(train, control, seed, smoke, key))
         predictions["scVI latent arithmetic"] = _scvi_prediction(
             train, control, seed, max_epochs, key

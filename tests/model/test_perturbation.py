@@ -101,13 +101,14 @@ def test_expression_route_moves_each_quantile(toy_model):
         # the control cells are the training cells of the type, so their quantile levels are
         # uniform and the moved cells follow the real stimulated distribution, gene by gene:
         # measured 2026-11-26, mean Wasserstein distance 0.03-0.05 against 0.41-0.67 for the
-        # control cells, gene means within 0.01-0.12
+        # control cells; gene means within 0.02-0.04 with tied cells spread evenly over the
+        # tie's levels, 0.01-0.12 with independent draws
         moved, before = (
             np.mean([wasserstein_distance(cells[:, g], real[:, g]) for g in range(x.shape[1])])
             for cells in (predicted.X[rows], control_x[rows])
         )
         assert moved < 0.15 * before, (cell_type, moved, before)
-        np.testing.assert_allclose(predicted.X[rows].mean(0), real.mean(0), atol=0.2)
+        np.testing.assert_allclose(predicted.X[rows].mean(0), real.mean(0), atol=0.06)
     scvi.settings.seed = 0
     again = model.predict_perturbation(control, target_condition="stimulated")
     np.testing.assert_array_equal(again.X, predicted.X)  # ties are broken with the seed
@@ -117,9 +118,34 @@ def test_expression_route_moves_each_quantile(toy_model):
     np.testing.assert_allclose(kept.X, _log_normalised(stimulated_cells), atol=1e-5)
 
 
+def test_tie_fractions_spread_ties_evenly():
+    """Cells sharing a value in a gene take (i + 0.5) / n in random order; others take 0.5."""
+    import torch
+
+    from scgmvae.model.base._perturbation_mixin import _tie_fractions
+
+    values = torch.tensor([[0.0, 1.0], [0.0, 2.0], [3.0, 1.0], [0.0, 1.0], [0.0, 5.0]])
+    fractions = _tie_fractions(values, torch.Generator().manual_seed(0))
+    zeros = values[:, 0] == 0
+    np.testing.assert_allclose(sorted(fractions[zeros, 0].tolist()), [0.125, 0.375, 0.625, 0.875])
+    assert fractions[~zeros, 0].tolist() == [0.5]
+    ones = values[:, 1] == 1
+    np.testing.assert_allclose(sorted(fractions[ones, 1].tolist()), [1 / 6, 0.5, 5 / 6])
+    assert fractions[~ones, 1].tolist() == [0.5, 0.5]
+    again = _tie_fractions(values, torch.Generator().manual_seed(0))
+    assert torch.equal(again, fractions)
+    orders = {
+        tuple(_tie_fractions(values, torch.Generator().manual_seed(seed))[zeros, 0].tolist())
+        for seed in range(10)
+    }
+    assert len(orders) > 1  # the order within a tie comes from the generator
+
+
 # Default route (expression), 100 epochs, 2,000 HVGs, seeds 0-2, measured 2026-11-26 on Python
 # 3.11 / scvi-tools 1.4 (top-100-DEG R², LFC R²): CD14 Mono 0.727-0.743 / 0.664-0.684, CD4 Naive
 # T 0.892-0.901 / 0.863-0.876, B 0.832-0.856 / 0.773-0.803; the floors sit 0.05 below the lowest
+# (measured with independent tie draws and bandwidth 0.25, before the current defaults, which
+# score higher on the benchmark)
 KANG_PERTURBATION_FLOORS = {
     "CD14 Mono": (0.68, 0.61),
     "CD4 Naive T": (0.84, 0.81),

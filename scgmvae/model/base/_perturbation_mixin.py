@@ -52,8 +52,9 @@ class PerturbationMixin(ResponseMixin):
 
         Route ``"expression"`` moves each gene of the cell's own log-normalised expression by
         the response at the cell's level in its component's distribution (quantile
-        differences-in-differences; ties such as zeros are broken at random with
-        ``scvi.settings.seed``): the cell keeps its identity, the response keeps the spread
+        differences-in-differences; cells tied at one value, such as the zeros, are spread
+        evenly over the levels of the tie, in an order drawn with ``scvi.settings.seed``): the
+        cell keeps its identity, the response keeps the spread
         and the zeros the training cells showed, and no decoder extrapolates into a region
         of ``z`` without training cells. With ``route="z"`` the cell's own ``z`` is moved by
         the latent response and decoded; with ``route="w"`` (the thesis' route) its ``w`` and
@@ -141,9 +142,10 @@ class PerturbationMixin(ResponseMixin):
         """The cells' log-normalised expression, each gene moved by its quantile's response.
 
         A cell's level in a gene is where its value falls in its component's distribution
-        under its own condition (drawn uniformly within ties, e.g. among the zeros); it moves
-        by the component's response at that level, so the spread and the zeros of the
-        response carry over, not only its mean.
+        under its own condition; it moves by the component's response at that level, so the
+        spread and the zeros of the response carry over, not only its mean. Cells of a
+        component tied at one value (e.g. the zeros) take evenly spread levels of the tie
+        (:func:`_tie_fractions`), so together they take the response's mean over the tie.
         """
         moved = cells["expression"].clone()
         generator = torch.Generator().manual_seed(scvi.settings.seed)
@@ -154,14 +156,17 @@ class PerturbationMixin(ResponseMixin):
             source, responses = self._expression_quantiles(
                 code, target_code, bandwidth, batch_size
             )
+            ties = torch.empty_like(moved)
+            for k in cells["component"][rows].unique():
+                members = rows[cells["component"][rows] == k]
+                ties[members] = _tie_fractions(moved[members], generator)
             for chunk in rows.split(QUANTILE_CHUNK):
                 x = moved[chunk]
                 component = cells["component"][chunk]
                 reference = source[component]  # (cells, levels, genes)
                 below = (reference < x[:, None]).sum(1)
                 up_to = (reference <= x[:, None]).sum(1)
-                tie = torch.rand(x.shape, generator=generator)
-                level = (below + tie * (up_to - below) - 0.5).clamp(0, N_QUANTILES - 1)
+                level = (below + ties[chunk] * (up_to - below) - 0.5).clamp(0, N_QUANTILES - 1)
                 lower = level.floor().long()
                 upper = (lower + 1).clamp(max=N_QUANTILES - 1)
                 fraction = level - lower
@@ -195,3 +200,28 @@ class PerturbationMixin(ResponseMixin):
             z = means[torch.arange(len(z)), component]
         responses = self._condition_responses(target_code, batch_size, bandwidth)
         return z + self._latent_moves(component, source, responses)
+
+
+def _tie_fractions(values: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Where each cell sits among the cells that share its value, gene by gene, in (0, 1).
+
+    The ``n`` cells tied at a value take the fractions ``(i + 0.5) / n``, ``i = 0 .. n - 1``,
+    in random order: evenly spread rather than drawn one by one, so the tie's cells cover its
+    levels without the sampling noise of independent draws. A value no other cell shares
+    gets 0.5.
+    """
+    n_cells = values.shape[0]
+    shuffled = torch.argsort(torch.rand(values.shape, generator=generator), dim=0)
+    # a stable sort of the shuffled cells by value keeps the random order within ties
+    by_value = torch.sort(values.gather(0, shuffled), dim=0, stable=True).indices
+    order = shuffled.gather(0, by_value)
+    ordered = values.gather(0, order)
+    position = torch.arange(n_cells, device=values.device)[:, None].expand_as(ordered)
+    starts_tie = torch.ones_like(ordered, dtype=torch.bool)
+    starts_tie[1:] = ordered[1:] != ordered[:-1]
+    ends_tie = torch.ones_like(starts_tie)
+    ends_tie[:-1] = starts_tie[1:]
+    first = torch.where(starts_tie, position, 0).cummax(0).values
+    last = torch.where(ends_tie, position, n_cells).flip(0).cummin(0).values.flip(0)
+    fractions = ((position - first).float() + 0.5) / (last - first + 1).float()
+    return torch.empty_like(values).scatter_(0, order, fractions)

@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 MIN_RESPONSE_CELLS = 3
 """Fewer cells than this under a condition do not measure a component's response."""
-DEFAULT_RESPONSE_BANDWIDTH = 0.25
+DEFAULT_RESPONSE_BANDWIDTH = 0.15
 """Kernel width over components, relative to the median squared centre distance."""
 MIN_KERNEL_SCALE = 1e-8
 """Floor of the kernel width, for components whose centres coincide."""
