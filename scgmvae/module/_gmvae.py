@@ -556,6 +556,7 @@ class GMVAEModule(BaseModuleClass):
         kl_weight: float = 1.0,
         use_labels: bool = True,
         guide_centres: torch.Tensor | None = None,
+        guide_components: torch.Tensor | None = None,
         broad_prior: bool = False,
     ) -> LossOutput:
         """Negative ELBO per cell (thesis eq. 5.3–5.18), averaged over the minibatch.
@@ -565,7 +566,7 @@ class GMVAEModule(BaseModuleClass):
         ``kl_weight`` (warm-up), the classification term by ``classification_weight``.
         :class:`~scgmvae.train.ClusterInit` passes ``broad_prior`` (unlabelled cells get
         :meth:`broad_terms`) and ``guide_centres`` (unlabelled cells take the nearest centre as
-        their label).
+        their label, or its entry of ``guide_components`` when given).
         """
         x = tensors[X]
         # eq. 5.5 / 5.13
@@ -582,6 +583,8 @@ class GMVAEModule(BaseModuleClass):
         if guide_centres is not None:
             condition = tensors.get(CONDITION_KEY)
             nearest = self.nearest_centres(qz.loc, condition, guide_centres)
+            if guide_components is not None:
+                nearest = guide_components[nearest]
             components = torch.where(components >= 0, components, nearest)
         labelled = components >= 0
         kl_z, kl_y, classification = self._z_and_y_terms(

@@ -21,7 +21,7 @@ N_KMEANS_INIT = 10
 """Restarts of k-means (the best inertia is kept)."""
 LATENT_BATCH_SIZE = 1024
 """Minibatch size of the forward pass that collects the posterior means."""
-BROAD_PRIOR, GUIDE_CENTRES = "broad_prior", "guide_centres"
+BROAD_PRIOR, GUIDE_CENTRES, GUIDE_COMPONENTS = "broad_prior", "guide_centres", "guide_components"
 """The keyword arguments of the module's loss that the phases set."""
 
 
@@ -49,16 +49,21 @@ class ClusterInit(Callback):
        ``KL(q(z|x,c) || N(shift_c, I))`` in place of the mixture terms, as in a plain VAE (for
        a CGMVAE with ``condition_effect="shift"`` the condition shifts are learned meanwhile);
     2. then the posterior means of the training cells, minus their condition's shift, are
-       clustered by k-means into ``n_components`` clusters, and for ``guide_epochs`` epochs
-       every unlabelled cell takes the supervised loss with the nearest cluster centre as its
-       label, which places one component on each cluster and trains ``q(y|z,c)`` on them;
+       clustered by k-means into ``n_components`` clusters (or ``overcluster_factor`` times as
+       many, whose centres Ward's linkage merges back into ``n_components`` groups), and for
+       ``guide_epochs`` epochs every unlabelled cell takes the supervised loss with the group
+       of its nearest centre as its label, which places one component on each group and
+       trains ``q(y|z,c)`` on them;
     3. the remaining epochs are plain unsupervised training, in which cells may move between
        components.
 
-    The phases reach the module through the training plan's loss keyword arguments
-    (``broad_prior``, ``guide_centres``); labelled cells always keep their labels and their
-    supervised loss. The models add this callback to ``train()`` for new models without
-    labels (``cluster_init=True``).
+    k-means tends to cut a large population into pieces of similar size and to join small
+    distinct ones; clustering finer and merging the centres by their distances can keep a
+    large population whole and small ones apart. The phases reach the module through the
+    training plan's loss keyword arguments (``broad_prior``, ``guide_centres``,
+    ``guide_components``); labelled cells always keep their labels and their supervised loss.
+    The models add this callback to ``train()`` for new models without labels
+    (``cluster_init=True``).
 
     Parameters
     ----------
@@ -68,19 +73,31 @@ class ClusterInit(Callback):
         Epochs with the cluster centres as pseudo-labels.
     seed
         Random state of k-means.
+    overcluster_factor
+        k-means clusters per mixture component before Ward's linkage on their centres merges
+        them into one group per component; 1 is plain k-means.
     """
 
-    def __init__(self, pretrain_epochs: int, guide_epochs: int, seed: int = 0):
+    def __init__(
+        self,
+        pretrain_epochs: int,
+        guide_epochs: int,
+        seed: int = 0,
+        overcluster_factor: float = 1.0,
+    ):
         if pretrain_epochs < 1 or guide_epochs < 1:
             raise ValueError(
                 "pretrain_epochs and guide_epochs must be at least 1, got "
                 f"{pretrain_epochs} and {guide_epochs}."
             )
+        if overcluster_factor < 1:
+            raise ValueError(f"overcluster_factor must be at least 1, got {overcluster_factor}.")
         self.pretrain_epochs = pretrain_epochs
         self.guide_epochs = guide_epochs
         self.seed = seed
+        self.overcluster_factor = overcluster_factor
         self.clusters: np.ndarray | None = None
-        """k-means cluster of each training cell (in the order of the training indices)."""
+        """Merged cluster of each training cell (in the order of the training indices)."""
 
     def on_train_start(self, trainer, pl_module) -> None:
         pl_module.loss_kwargs[BROAD_PRIOR] = True
@@ -91,18 +108,23 @@ class ClusterInit(Callback):
             pl_module.loss_kwargs.pop(BROAD_PRIOR, None)
             module = pl_module.module
             latent = self._latent(trainer, module)
-            centres, self.clusters = self._kmeans(latent, module.n_components)
+            centres, components, self.clusters = self._clusters(latent, module.n_components)
             pl_module.loss_kwargs[GUIDE_CENTRES] = torch.as_tensor(
                 centres, dtype=torch.float32, device=module.device
             )
+            pl_module.loss_kwargs[GUIDE_COMPONENTS] = torch.as_tensor(
+                components, dtype=torch.long, device=module.device
+            )
             logger.info(
-                "ClusterInit: %d k-means clusters of %d cells after %d epochs.",
+                "ClusterInit: %d k-means clusters of %d cells, merged into %d, after %d epochs.",
                 len(centres),
                 len(latent),
+                len(set(components.tolist())),
                 epoch,
             )
         elif epoch == self.pretrain_epochs + self.guide_epochs:
-            pl_module.loss_kwargs.pop(GUIDE_CENTRES, None)
+            for key in (GUIDE_CENTRES, GUIDE_COMPONENTS):
+                pl_module.loss_kwargs.pop(key, None)
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._reset(pl_module)
@@ -112,7 +134,7 @@ class ClusterInit(Callback):
 
     @staticmethod
     def _reset(pl_module) -> None:
-        for key in (BROAD_PRIOR, GUIDE_CENTRES):
+        for key in (BROAD_PRIOR, GUIDE_CENTRES, GUIDE_COMPONENTS):
             pl_module.loss_kwargs.pop(key, None)
 
     @torch.no_grad()
@@ -136,9 +158,18 @@ class ClusterInit(Callback):
         module.train(was_training)
         return torch.cat(means).numpy()
 
-    def _kmeans(self, latent: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
-        from sklearn.cluster import KMeans
+    def _clusters(
+        self, latent: np.ndarray, n_clusters: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """k-means centres, the merged group of each centre, and the group of each cell."""
+        from sklearn.cluster import AgglomerativeClustering, KMeans
 
         n_clusters = min(n_clusters, len(latent))
-        kmeans = KMeans(n_clusters, n_init=N_KMEANS_INIT, random_state=self.seed).fit(latent)
-        return kmeans.cluster_centers_, kmeans.labels_
+        n_fine = min(round(self.overcluster_factor * n_clusters), len(latent))
+        kmeans = KMeans(n_fine, n_init=N_KMEANS_INIT, random_state=self.seed).fit(latent)
+        if n_fine == n_clusters:
+            components = np.arange(n_clusters)
+        else:
+            merge = AgglomerativeClustering(n_clusters, linkage="ward")
+            components = merge.fit_predict(kmeans.cluster_centers_)
+        return kmeans.cluster_centers_, components, components[kmeans.labels_]

@@ -26,6 +26,8 @@ def test_cluster_init_smoke_scores_every_clustering(tmp_path):
     result = _run_smoke("cluster_init.py", tmp_path, expected="final model")
     assert "k-means, 10 restarts (the model's)" in result.stdout
     assert "Gaussian mixture, full" in result.stdout
+    assert "k-means into 2x as many, merged by Ward" in result.stdout
+    assert "final model, merged start" in result.stdout
 
 
 def test_perturbation_smoke_with_the_peers_set_up_or_not(tmp_path):

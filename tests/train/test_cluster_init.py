@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import scvi
 import torch
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
 from torch.distributions import Normal, kl_divergence
 
 import scgmvae
@@ -71,6 +73,38 @@ def test_guide_centres_label_unlabelled_cells_only(toy_semi):
     target = torch.where(labelled, labels, nearest)
     expected = kl_components.gather(1, target[:, None]).squeeze(1)
     torch.testing.assert_close(out.kl_local["kl_z"], expected)
+    # with merged clusters the nearest centre's group is the pseudo-label
+    groups = torch.tensor([4, 4, 0, 1, 2])
+    merged = module.loss(
+        tensors, inference, generative, guide_centres=centres, guide_components=groups
+    )
+    target = torch.where(labelled, labels, groups[nearest])
+    expected = kl_components.gather(1, target[:, None]).squeeze(1)
+    torch.testing.assert_close(merged.kl_local["kl_z"], expected)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_clusters_keep_a_large_population_whole_and_small_ones_apart(seed):
+    """Fine k-means merged by Ward's linkage finds what plain k-means cuts and merges."""
+    rng = np.random.default_rng(seed)
+    large = rng.normal(0.0, 1.5, size=(800, 2))
+    small = [rng.normal([10.0, side], 0.3, size=(40, 2)) for side in (-2.0, 2.0)]
+    latent = np.vstack([large, *small]).astype(np.float32)
+    truth = np.repeat([0, 1, 2], [800, 40, 40])
+    merging = ClusterInit(1, 1, seed=seed, overcluster_factor=2)
+    centres, components, clusters = merging._clusters(latent, 3)
+    assert centres.shape == (6, 2)
+    assert sorted(set(components.tolist())) == [0, 1, 2]
+    assert adjusted_rand_score(truth, clusters) > 0.99
+    # plain k-means (the default) halves the large population and joins the two small ones
+    centres, components, plain = ClusterInit(1, 1, seed=seed)._clusters(latent, 3)
+    assert centres.shape == (3, 2) and components.tolist() == [0, 1, 2]
+    np.testing.assert_array_equal(
+        plain, KMeans(3, n_init=10, random_state=seed).fit_predict(latent)
+    )
+    assert adjusted_rand_score(truth, plain) < 0.5
+    with pytest.raises(ValueError, match="overcluster_factor must be at least 1"):
+        ClusterInit(1, 1, overcluster_factor=0.5)
 
 
 def test_broad_prior_replaces_the_mixture_for_unlabelled_cells(toy_counts):
@@ -97,7 +131,8 @@ def test_callback_runs_its_phases_and_cleans_up(toy_counts):
     assert set(callback.clusters) == set(range(5))
     kl_y = model.history["kl_y_train"].to_numpy(dtype=float).ravel()
     assert kl_y[0] == 0 and kl_y[-1] > 0  # broad component first, the mixture last
-    assert not {"broad_prior", "guide_centres"} & set(model.trainer.lightning_module.loss_kwargs)
+    phase_keys = {"broad_prior", "guide_centres", "guide_components"}
+    assert not phase_keys & set(model.trainer.lightning_module.loss_kwargs)
 
 
 def test_default_unsupervised_cgmvae_predicts_perturbations(toy_counts):
