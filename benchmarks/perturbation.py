@@ -175,6 +175,11 @@ def main() -> None:
         help="only CGMVAE's default route, at these response_bandwidth values "
         "(its own section of docs/benchmarks.md)",
     )
+    parser.add_argument(
+        "--section",
+        help="name of the docs/benchmarks.md section to write, for a run that should not "
+        "replace the section its options name (such as a subset of the cell types)",
+    )
     args = parser.parse_args()
     setup_threads()
     if args.smoke:
@@ -208,6 +213,10 @@ def main() -> None:
         options += " --bandwidths " + " ".join(f"{b:g}" for b in args.bandwidths)
         section += "_bandwidth"
         title = f"Response bandwidth of predict_perturbation ({data}, {genes})"
+    if args.section:
+        options += f" --section {args.section}"
+        section = args.section
+        title = title[:-1] + f", held-out {', '.join(cell_types)})"
     write_section(
         section,
         title,

@@ -14,11 +14,15 @@ logger = logging.getLogger(__name__)
 PRETRAIN_FRACTION = 0.3
 """Share of ``max_epochs`` trained with a single broad component before clustering."""
 GUIDE_FRACTION = 0.1
-"""Share of ``max_epochs`` trained with the k-means clusters as pseudo-labels."""
+"""Share of ``max_epochs`` trained with the clusters as pseudo-labels."""
 MIN_EPOCHS = 10
 """Below this many epochs there is no room for the phases; training stays plain."""
 N_KMEANS_INIT = 10
 """Restarts of k-means (the best inertia is kept)."""
+AUTO_OVERCLUSTER_FACTOR = 2
+"""The finer clustering that ``overcluster_factor="auto"`` weighs against plain k-means."""
+SILHOUETTE_MAX_CELLS = 5000
+"""Cells sampled for the silhouette that ``"auto"`` compares (it grows with the square)."""
 LATENT_BATCH_SIZE = 1024
 """Minibatch size of the forward pass that collects the posterior means."""
 BROAD_PRIOR, GUIDE_CENTRES, GUIDE_COMPONENTS = "broad_prior", "guide_centres", "guide_components"
@@ -39,7 +43,7 @@ def cluster_init_epochs(max_epochs: int) -> tuple[int, int]:
 
 
 class ClusterInit(Callback):
-    """Start the mixture components at k-means clusters of a pre-trained latent space.
+    """Start the mixture components at clusters of a pre-trained latent space.
 
     Unsupervised training of a Gaussian mixture from random components lands in different
     optima from seed to seed, often merging several cell types into one component. This
@@ -49,8 +53,8 @@ class ClusterInit(Callback):
        ``KL(q(z|x,c) || N(shift_c, I))`` in place of the mixture terms, as in a plain VAE (for
        a CGMVAE with ``condition_effect="shift"`` the condition shifts are learned meanwhile);
     2. then the posterior means of the training cells, minus their condition's shift, are
-       clustered by k-means into ``n_components`` clusters (or ``overcluster_factor`` times as
-       many, whose centres Ward's linkage merges back into ``n_components`` groups), and for
+       clustered by k-means into ``n_components`` clusters, or ``overcluster_factor`` times as
+       many whose centres Ward's linkage merges back into ``n_components`` groups, and for
        ``guide_epochs`` epochs every unlabelled cell takes the supervised loss with the group
        of its nearest centre as its label, which places one component on each group and
        trains ``q(y|z,c)`` on them;
@@ -59,7 +63,11 @@ class ClusterInit(Callback):
 
     k-means tends to cut a large population into pieces of similar size and to join small
     distinct ones; clustering finer and merging the centres by their distances can keep a
-    large population whole and small ones apart. The phases reach the module through the
+    large population whole and small ones apart, but where the populations are round and of
+    similar size plain k-means fits them better. By default (``"auto"``) both are computed
+    and the partition with the higher silhouette on the latent space is kept: no labels are
+    needed, and a large population cut in pieces lowers the silhouette of the cells at the
+    cuts. The phases reach the module through the
     training plan's loss keyword arguments (``broad_prior``, ``guide_centres``,
     ``guide_components``); labelled cells always keep their labels and their supervised loss.
     The models add this callback to ``train()`` for new models without labels
@@ -75,7 +83,9 @@ class ClusterInit(Callback):
         Random state of k-means.
     overcluster_factor
         k-means clusters per mixture component before Ward's linkage on their centres merges
-        them into one group per component; 1 is plain k-means.
+        them into one group per component; 1 is plain k-means. ``"auto"`` clusters both ways
+        (1 and 2) and keeps the partition with the higher silhouette score (plain k-means
+        on a tie).
     """
 
     def __init__(
@@ -83,21 +93,27 @@ class ClusterInit(Callback):
         pretrain_epochs: int,
         guide_epochs: int,
         seed: int = 0,
-        overcluster_factor: float = 1.0,
+        overcluster_factor: float | str = "auto",
     ):
         if pretrain_epochs < 1 or guide_epochs < 1:
             raise ValueError(
                 "pretrain_epochs and guide_epochs must be at least 1, got "
                 f"{pretrain_epochs} and {guide_epochs}."
             )
-        if overcluster_factor < 1:
-            raise ValueError(f"overcluster_factor must be at least 1, got {overcluster_factor}.")
+        if overcluster_factor != "auto" and (
+            isinstance(overcluster_factor, str) or overcluster_factor < 1
+        ):
+            raise ValueError(
+                f'overcluster_factor must be "auto" or at least 1, got {overcluster_factor!r}.'
+            )
         self.pretrain_epochs = pretrain_epochs
         self.guide_epochs = guide_epochs
         self.seed = seed
         self.overcluster_factor = overcluster_factor
         self.clusters: np.ndarray | None = None
         """Merged cluster of each training cell (in the order of the training indices)."""
+        self.chosen_factor: float | None = None
+        """The overcluster factor the clusters were made with (``"auto"``'s choice)."""
 
     def on_train_start(self, trainer, pl_module) -> None:
         pl_module.loss_kwargs[BROAD_PRIOR] = True
@@ -162,10 +178,38 @@ class ClusterInit(Callback):
         self, latent: np.ndarray, n_clusters: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """k-means centres, the merged group of each centre, and the group of each cell."""
+        if self.overcluster_factor != "auto":
+            self.chosen_factor = self.overcluster_factor
+            return self._clusters_with(latent, n_clusters, self.overcluster_factor)
+        plain = self._clusters_with(latent, n_clusters, 1)
+        merged = self._clusters_with(latent, n_clusters, AUTO_OVERCLUSTER_FACTOR)
+        scores = [self._silhouette(latent, groups) for _, _, groups in (plain, merged)]
+        logger.info(
+            "ClusterInit: silhouette %.3f with plain k-means, %.3f with k-means into %dx as "
+            "many clusters merged by Ward's linkage.",
+            *scores,
+            AUTO_OVERCLUSTER_FACTOR,
+        )
+        self.chosen_factor = AUTO_OVERCLUSTER_FACTOR if scores[1] > scores[0] else 1
+        return merged if scores[1] > scores[0] else plain
+
+    def _silhouette(self, latent: np.ndarray, groups: np.ndarray) -> float:
+        """Silhouette score of a partition; -1 when it has a single group."""
+        from sklearn.metrics import silhouette_score
+
+        if len(np.unique(groups)) < 2:
+            return -1.0
+        sample = SILHOUETTE_MAX_CELLS if len(latent) > SILHOUETTE_MAX_CELLS else None
+        return float(silhouette_score(latent, groups, sample_size=sample, random_state=self.seed))
+
+    def _clusters_with(
+        self, latent: np.ndarray, n_clusters: int, factor: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`_clusters` with one overcluster factor."""
         from sklearn.cluster import AgglomerativeClustering, KMeans
 
         n_clusters = min(n_clusters, len(latent))
-        n_fine = min(round(self.overcluster_factor * n_clusters), len(latent))
+        n_fine = min(round(factor * n_clusters), len(latent))
         kmeans = KMeans(n_fine, n_init=N_KMEANS_INIT, random_state=self.seed).fit(latent)
         if n_fine == n_clusters:
             components = np.arange(n_clusters)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,10 +25,17 @@ def test_benchmark_smoke(script, tmp_path):
 
 def test_cluster_init_smoke_scores_every_clustering(tmp_path):
     result = _run_smoke("cluster_init.py", tmp_path, expected="final model")
-    assert "k-means, 10 restarts (the model's)" in result.stdout
-    assert "Gaussian mixture, full" in result.stdout
-    assert "k-means into 2x as many, merged by Ward" in result.stdout
-    assert "final model, merged start" in result.stdout
+    for row in (
+        "the default's choice (the model's start)",
+        "k-means, 10 restarts",
+        "Gaussian mixture, full",
+        "k-means into 2x as many, merged by Ward",
+        "final model, default start",
+        "final model, k-means start",
+        "final model, merged start",
+    ):
+        assert row in result.stdout
+    assert re.search(r"starts the default chose:\n\['(k-means|merged)'\]", result.stdout)
 
 
 def test_perturbation_smoke_with_the_peers_set_up_or_not(tmp_path):

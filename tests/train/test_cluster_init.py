@@ -96,15 +96,39 @@ def test_clusters_keep_a_large_population_whole_and_small_ones_apart(seed):
     assert centres.shape == (6, 2)
     assert sorted(set(components.tolist())) == [0, 1, 2]
     assert adjusted_rand_score(truth, clusters) > 0.99
-    # plain k-means (the default) halves the large population and joins the two small ones
-    centres, components, plain = ClusterInit(1, 1, seed=seed)._clusters(latent, 3)
+    # plain k-means halves the large population and joins the two small ones
+    centres, components, plain = ClusterInit(1, 1, seed=seed, overcluster_factor=1)._clusters(
+        latent, 3
+    )
     assert centres.shape == (3, 2) and components.tolist() == [0, 1, 2]
     np.testing.assert_array_equal(
         plain, KMeans(3, n_init=10, random_state=seed).fit_predict(latent)
     )
     assert adjusted_rand_score(truth, plain) < 0.5
-    with pytest.raises(ValueError, match="overcluster_factor must be at least 1"):
-        ClusterInit(1, 1, overcluster_factor=0.5)
+    # the default weighs both by their silhouette and keeps the merged groups
+    auto = ClusterInit(1, 1, seed=seed)
+    np.testing.assert_array_equal(auto._clusters(latent, 3)[2], clusters)
+    assert auto.chosen_factor == 2
+    for bad in (0.5, "fine"):
+        with pytest.raises(ValueError, match='overcluster_factor must be "auto" or at least 1'):
+            ClusterInit(1, 1, overcluster_factor=bad)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_auto_clusters_keep_plain_k_means_on_round_populations(seed):
+    """Three round populations of one size: merged pieces fit worse, plain k-means is kept."""
+    rng = np.random.default_rng(seed)
+    centres = [[0.0, 0.0], [4.0, 0.0], [2.0, 3.5]]
+    latent = np.vstack([rng.normal(c, 1.0, size=(300, 2)) for c in centres]).astype(np.float32)
+    truth = np.repeat([0, 1, 2], 300)
+    auto = ClusterInit(1, 1, seed=seed)
+    clusters = auto._clusters(latent, 3)[2]
+    assert auto.chosen_factor == 1
+    np.testing.assert_array_equal(
+        clusters, KMeans(3, n_init=10, random_state=seed).fit_predict(latent)
+    )
+    merged = ClusterInit(1, 1, seed=seed, overcluster_factor=2)._clusters(latent, 3)[2]
+    assert adjusted_rand_score(truth, clusters) > adjusted_rand_score(truth, merged) + 0.05
 
 
 def test_broad_prior_replaces_the_mixture_for_unlabelled_cells(toy_counts):

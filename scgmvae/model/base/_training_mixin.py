@@ -54,11 +54,13 @@ class GMVAETrainingMixin(UnsupervisedTrainingMixin, ArchesMixin):
             benchmarks page for the measurements behind it).
         cluster_init
             For a new model without labels: pre-train with one broad component, place the
-            mixture components on k-means clusters of the latent space (minus the condition
-            shift), then train unsupervised (:class:`~scgmvae.train.ClusterInit`; the first 30%
-            and the next 10% of ``max_epochs``), so that the clusters do not depend on the
-            random start. Models with labels, trained models (continued training) and query
-            models train as before; ``False`` trains from random components.
+            mixture components on clusters of the latent space (minus the condition shift),
+            then train unsupervised (:class:`~scgmvae.train.ClusterInit`; the first 30% and
+            the next 10% of ``max_epochs``), so that the clusters do not depend on the random
+            start. The clusters are plain k-means or finer k-means clusters merged by Ward's
+            linkage, whichever has the higher silhouette. Models with labels, trained models
+            (continued training) and query models train as before; ``False`` trains from
+            random components.
         adversarial_classifier
             Train a batch classifier on z against the encoder, so that z hides the batches
             registered with ``batch_key`` (:class:`~scgmvae.train.GMVAETrainingPlan`; its
