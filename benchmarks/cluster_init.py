@@ -47,7 +47,7 @@ class RecordingClusterInit(scgmvae.train.ClusterInit):
 
 
 def clusterings(latent: np.ndarray, n_clusters: int, seed: int) -> dict[str, np.ndarray]:
-    """Clusterings of the pre-trained latent space, the model's own k-means first."""
+    """Other clusterings of the pre-trained latent space, to set beside the model's start."""
     return {
         f"k-means, {N_KMEANS_INIT} restarts": KMeans(
             n_clusters, n_init=N_KMEANS_INIT, random_state=seed
@@ -108,16 +108,11 @@ def run_seed(
         for name, found in found_by.items()
     ]
     chosen = recorder.chosen_factor
+    not_chosen = 1 if chosen == MERGE_FACTOR else MERGE_FACTOR
     other, _ = _trained(
-        adata,
-        model_name,
-        n_labels,
-        likelihood,
-        seed,
-        epochs,
-        overcluster_factor=1 if chosen == MERGE_FACTOR else MERGE_FACTOR,
+        adata, model_name, n_labels, likelihood, seed, epochs, overcluster_factor=not_chosen
     )
-    by_start = {chosen: model, 1 if chosen == MERGE_FACTOR else MERGE_FACTOR: other}
+    by_start = {chosen: model, not_chosen: other}
     for name, final in (
         ("final model, default start (all cells)", model),
         ("final model, k-means start (all cells)", by_start[1]),

@@ -190,8 +190,9 @@ class ClusterInit(Callback):
             *scores,
             AUTO_OVERCLUSTER_FACTOR,
         )
-        self.chosen_factor = AUTO_OVERCLUSTER_FACTOR if scores[1] > scores[0] else 1
-        return merged if scores[1] > scores[0] else plain
+        use_merged = scores[1] > scores[0]
+        self.chosen_factor = AUTO_OVERCLUSTER_FACTOR if use_merged else 1
+        return merged if use_merged else plain
 
     def _silhouette(self, latent: np.ndarray, groups: np.ndarray) -> float:
         """Silhouette score of a partition; -1 when it has a single group."""
