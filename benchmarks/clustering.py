@@ -94,8 +94,10 @@ def cluster(method: str, adata, label_key: str, likelihood: str, seed: int, epoc
             return None
         work, likelihood = scgmvae.tl.log_normalize(work), "normal"
         variant = variant.removesuffix(GAUSSIAN)
-    setup = {"condition_key": "condition"} if name == "CGMVAE" else {}
-    if variant.endswith(CONDITION_AS_BATCH):
+    setup = {}
+    if name == "CGMVAE":
+        setup = {"condition_key": "condition"}
+    elif variant.endswith(CONDITION_AS_BATCH):
         setup = {"batch_key": "condition"}
     kwargs = {"gene_likelihood": likelihood}
     if variant.startswith("Leiden-guided"):
