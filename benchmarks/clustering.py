@@ -31,7 +31,6 @@ import numpy as np
 import pandas as pd
 import scanpy as sc
 import scvi
-import torch
 from _common import kang, mean_sd, setup_threads, write_section
 from _seed_models import seed_model_clusters
 
@@ -57,16 +56,6 @@ def load(name: str) -> tuple[sc.AnnData, str, str]:
     return scgmvae.datasets.toy_blobs(counts=True, seed=0), "cell_type", "nb"
 
 
-def leiden_on(latent: np.ndarray, seed: int) -> np.ndarray:
-    threads = torch.get_num_threads()
-    work = sc.AnnData(X=np.zeros((latent.shape[0], 1), dtype=np.float32))
-    work.obsm["X_latent"] = latent
-    sc.pp.neighbors(work, use_rep="X_latent", random_state=seed)
-    torch.set_num_threads(threads)  # the neighbour search raises torch's thread count
-    sc.tl.leiden(work, random_state=seed, flavor="igraph", n_iterations=2, directed=False)
-    return work.obs["leiden"].to_numpy()
-
-
 def cluster(method: str, adata, label_key: str, likelihood: str, seed: int, epochs: int):
     """Clusters of one method on one dataset (None when the method does not apply)."""
     n_labels = adata.obs[label_key].nunique()
@@ -80,7 +69,8 @@ def cluster(method: str, adata, label_key: str, likelihood: str, seed: int, epoc
         scvi.model.SCVI.setup_anndata(work)
         model = scvi.model.SCVI(work, gene_likelihood=likelihood)
         model.train(max_epochs=epochs, enable_progress_bar=False)
-        return leiden_on(model.get_latent_representation(), seed)
+        work.obsm["X_scvi"] = model.get_latent_representation()
+        return scgmvae.tl.leiden_clusters(work, use_rep="X_scvi", seed=seed).to_numpy()
     if method.endswith(KMEANS):  # the second seed report's models (benchmarks/_seed_models.py)
         name = method.removesuffix(KMEANS)
         return seed_model_clusters(name, adata, n_labels, seed, epochs, likelihood)

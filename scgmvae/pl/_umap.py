@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from scgmvae._neighbors import neighbors
 from scgmvae.tl._embed import COMPONENT_KEY, PREDICTION_KEY
 from scgmvae.tl._perturbation import log_normalize
 
@@ -46,7 +47,7 @@ def _umap(
     scratch = anndata.AnnData(
         obs=pd.DataFrame(index=obs_names.copy()), obsm={"rep": np.asarray(representation)}
     )
-    sc.pp.neighbors(scratch, use_rep="rep", **(neighbors_kwargs or {}))
+    neighbors(scratch, use_rep="rep", **(neighbors_kwargs or {}))
     sc.tl.umap(scratch)
     return scratch.obsm["X_umap"]
 
@@ -262,7 +263,7 @@ def generated_vs_real(
     combined = _real_and_generated(real, generated, real_label_key, real_condition_key)
     n_comps = min(n_pcs, combined.n_vars - 1, combined.n_obs - 1)
     sc.pp.pca(combined, n_comps=n_comps)
-    sc.pp.neighbors(combined, use_rep="X_pca", **(neighbors_kwargs or {}))
+    neighbors(combined, use_rep="X_pca", **(neighbors_kwargs or {}))
     sc.tl.umap(combined)
 
     size = MARKER_AREA / combined.n_obs if size is None else size

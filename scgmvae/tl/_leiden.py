@@ -48,6 +48,7 @@ def leiden_clusters(
     import anndata
     import scanpy as sc
 
+    from scgmvae._neighbors import neighbors
     from scgmvae.tl._perturbation import log_normalize
 
     if use_rep is not None:
@@ -57,7 +58,7 @@ def leiden_clusters(
                 "scgmvae.tl.embed(model, adata) writes 'X_scgmvae_z'."
             )
         work = anndata.AnnData(obs=adata.obs[[]].copy(), obsm={use_rep: adata.obsm[use_rep]})
-        sc.pp.neighbors(work, use_rep=use_rep, random_state=seed)
+        neighbors(work, use_rep=use_rep, random_state=seed)
     else:
         work = anndata.AnnData(
             X=adata.X if layer is None else adata.layers[layer],
@@ -68,7 +69,7 @@ def leiden_clusters(
         if n_top_genes is not None and work.n_vars > n_top_genes:
             sc.pp.highly_variable_genes(work, n_top_genes=n_top_genes, subset=True)
         sc.pp.pca(work, n_comps=min(50, work.n_vars - 1, work.n_obs - 1), random_state=seed)
-        sc.pp.neighbors(work, random_state=seed)
+        neighbors(work, random_state=seed)
     sc.tl.leiden(
         work,
         resolution=resolution,

@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scvi
+import torch
 
 import scgmvae
 from scgmvae.model import CGMVAE, GMVAE
@@ -23,6 +24,18 @@ def test_leiden_clusters_leave_the_data_alone(toy_dense):
     assert "X_pca" not in toy_dense.obsm
     scores = scgmvae.tl.clustering_scores(clusters, toy_dense.obs["cell_type"].astype(str))
     assert scores["ari"] > 0.9, scores  # well-separated toy classes
+
+
+@pytest.mark.slow  # numba compiles scanpy's neighbour graph on first use
+def test_leiden_clusters_keep_torch_thread_count(toy_dense):
+    # scanpy's neighbour search resets torch to one thread per core
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        scgmvae.tl.leiden_clusters(toy_dense, resolution=0.3)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.slow  # numba compiles scanpy's neighbour graph on first use
