@@ -35,6 +35,15 @@ def _seed():
     scvi.settings.seed = 0
 
 
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test, whatever earlier tests left; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def max_epochs() -> int:
     """Epochs for the quick tests (training runs only to check mechanics)."""

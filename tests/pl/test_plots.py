@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scanpy as sc
+import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -207,6 +208,14 @@ def test_latent_umap_keeps_user_umap_and_reuses_coordinates(adata, monkeypatch, 
     np.testing.assert_array_equal(adata.obsm["X_umap_scgmvae_z"], coords)
     pl.latent_umap(adata, color="condition", recompute=True, show=False)
     assert len(calls) == 2
+
+
+@pytest.mark.slow  # numba compiles UMAP on first use
+@pytest.mark.usefixtures("one_torch_thread")
+def test_latent_umap_keeps_torch_thread_count(adata):
+    # scanpy's neighbour search resets torch to one thread per core
+    pl.latent_umap(adata, show=False)
+    assert torch.get_num_threads() == 1
 
 
 def test_latent_umap_skips_absent_colors(adata, caplog):

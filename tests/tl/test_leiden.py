@@ -27,15 +27,11 @@ def test_leiden_clusters_leave_the_data_alone(toy_dense):
 
 
 @pytest.mark.slow  # numba compiles scanpy's neighbour graph on first use
+@pytest.mark.usefixtures("one_torch_thread")
 def test_leiden_clusters_keep_torch_thread_count(toy_dense):
     # scanpy's neighbour search resets torch to one thread per core
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        scgmvae.tl.leiden_clusters(toy_dense, resolution=0.3)
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
+    scgmvae.tl.leiden_clusters(toy_dense, resolution=0.3)
+    assert torch.get_num_threads() == 1
 
 
 @pytest.mark.slow  # numba compiles scanpy's neighbour graph on first use
