@@ -5,18 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import scvi
 import torch
 
 import scgmvae
 from scgmvae.model import CGMVAE, GMVAE
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A CGMVAE on toy counts with labels, two donors and a continuous covariate."""
-    import scvi
-
-    scvi.settings.seed = 0
+@pytest.fixture(scope="module", params=[0, None], ids=["seed 0", "no seed"])
+def tiny(request, tmp_path_factory):
+    """A CGMVAE on toy counts with labels, two donors and a continuous covariate, trained with
+    ``scvi.settings.seed`` at the parameter (users often set none), and that seed."""
+    scvi.settings.seed = request.param
     adata = scgmvae.datasets.toy_blobs(n_cells_per_group=12, counts=True, seed=8)
     adata.obs["donor"] = np.where(np.arange(adata.n_obs) % 2 == 0, "d1", "d2")
     adata.obs["depth"] = np.log(adata.X.sum(1))
@@ -29,7 +29,7 @@ def tiny(tmp_path_factory):
     )
     model = CGMVAE(adata)
     model.train(max_epochs=2, enable_progress_bar=False)
-    return adata, model, tmp_path_factory.mktemp("saved")
+    return adata, model, tmp_path_factory.mktemp("saved"), request.param
 
 
 def _calls(adata, model, folder) -> dict:
@@ -141,7 +141,8 @@ def _public(cls) -> set[str]:
 
 
 def test_every_public_method_works(tiny):
-    adata, model, folder = tiny
+    adata, model, folder, seed = tiny
+    scvi.settings.seed = seed  # the suite's autouse fixture set 0 for every test
     calls = _calls(adata, model, folder)
     assert _public(CGMVAE) == set(calls), "a public name has no call in this test"
     failed = {}
@@ -168,7 +169,7 @@ def test_unsupported_methods_are_not_there():
 
 
 def test_differential_abundance_per_donor(tiny):
-    adata, model, _ = tiny
+    adata, model, _, _ = tiny
     model.differential_abundance(adata, sample_key="donor")
     table = adata.obsm["da_log_probs"]
     assert isinstance(table, pd.DataFrame) and list(table.columns) == ["d1", "d2"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-import scvi
 import torch
 from scvi.data._constants import _SETUP_ARGS_KEY
+
+from scgmvae._random import seeded_generator
 
 from ._response_mixin import (
     COVARIATES,
@@ -53,10 +54,10 @@ class PerturbationMixin(ResponseMixin):
         Route ``"expression"`` moves each gene of the cell's own log-normalised expression by
         the response at the cell's level in its component's distribution (quantile
         differences-in-differences; cells tied at one value, such as the zeros, are spread
-        evenly over the levels of the tie, in an order drawn with ``scvi.settings.seed``): the
-        cell keeps its identity, the response keeps the spread
-        and the zeros the training cells showed, and no decoder extrapolates into a region
-        of ``z`` without training cells. With ``route="z"`` the cell's own ``z`` is moved by
+        evenly over the levels of the tie, in a random order that ``scvi.settings.seed`` fixes
+        when it is set): the cell keeps its identity, the response keeps the spread and the
+        zeros the training cells showed, and no decoder extrapolates into a region of ``z``
+        without training cells. With ``route="z"`` the cell's own ``z`` is moved by
         the latent response and decoded; with ``route="w"`` (the thesis' route) its ``w`` and
         component are decoded into the component's mean ``z`` first, then moved. With
         ``condition_effect="network"`` the decoding routes decode under the target condition
@@ -148,7 +149,7 @@ class PerturbationMixin(ResponseMixin):
         (:func:`_tie_fractions`), so together they take the response's mean over the tie.
         """
         moved = cells["expression"].clone()
-        generator = torch.Generator().manual_seed(scvi.settings.seed)
+        generator = seeded_generator()
         for code in range(len(self.condition_names)):
             rows = torch.nonzero(cells["condition"] == code).flatten()
             if code == target_code or len(rows) == 0:
@@ -202,7 +203,7 @@ class PerturbationMixin(ResponseMixin):
         return z + self._latent_moves(component, source, responses)
 
 
-def _tie_fractions(values: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def _tie_fractions(values: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Where each cell sits among the cells that share its value, gene by gene, in (0, 1).
 
     The ``n`` cells tied at a value take the fractions ``(i + 0.5) / n``, ``i = 0 .. n - 1``,
