@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 
 DEFAULT_N_COMPONENTS = 10
 """Mixture components of a model without labels, unless ``n_components`` is given."""
+MODEL_FILE = "model.pt"
+"""Name of the weights file in a saved model's folder (scvi-tools' layout)."""
 MIN_LIBRARY_LOG_VAR = 1e-4
 """Floor of the per-condition log library-size variance used to generate cells."""
 
@@ -169,6 +173,56 @@ class BaseGMVAE(GMVAETrainingMixin, LatentMixin, GenerationMixin, ExpressionMixi
                 means[c] = values.mean()
                 variances[c] = max(values.var(), MIN_LIBRARY_LOG_VAR)
         return torch.from_numpy(means), torch.from_numpy(variances)
+
+    # -- saving and loading ---------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        dir_path: str | os.PathLike,
+        adata: AnnData | None = None,
+        prefix: str | None = None,
+        backup_url: str | None = None,
+        **kwargs,
+    ):
+        """Load a model saved with :meth:`save`.
+
+        scvi-tools' :meth:`~scvi.model.base.BaseModelClass.load`, which reads the file with
+        ``torch.load(weights_only=False)``: the file is a pickle, and loading it can run code
+        stored in it. Load only models you saved yourself or got from a source you trust.
+
+        Parameters
+        ----------
+        dir_path
+            Folder the model was saved to.
+        adata
+            Data set up like the training data (the registered genes and ``obs`` columns);
+            `None` loads the AnnData saved with the model (``save(save_anndata=True)``).
+        prefix
+            Prefix of the saved file names.
+        backup_url
+            URL to download the saved model file from when it is not in ``dir_path``.
+        **kwargs
+            Passed to :meth:`~scvi.model.base.BaseModelClass.load` (``accelerator``,
+            ``device``).
+
+        Returns
+        -------
+        The model with its trained weights.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``dir_path`` holds no saved model and no ``backup_url`` is given.
+        """
+        model_file = Path(dir_path) / f"{prefix or ''}{MODEL_FILE}"
+        if backup_url is None and not model_file.is_file():
+            missing = f"has no {model_file.name}" if Path(dir_path).is_dir() else "does not exist"
+            raise FileNotFoundError(
+                f"No saved model in {dir_path}: the folder {missing}. Pass the folder given to "
+                f"model.save(...) (and its prefix, if one was used)."
+            )
+        return super().load(dir_path, adata=adata, prefix=prefix, backup_url=backup_url, **kwargs)
 
     # -- scvi-tools 1.4's registry helpers read a registry attribute models do not have ------
 

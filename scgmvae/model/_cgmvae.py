@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from scvi.data._constants import _SETUP_ARGS_KEY
+
 from scgmvae.module._constants import ConditionEffect, GeneLikelihood, WPrior
 
 from ._base import BaseGMVAE
@@ -12,6 +14,9 @@ from .base import PerturbationMixin
 
 if TYPE_CHECKING:
     from anndata import AnnData
+
+MIN_CONDITIONS = 2
+"""A condition can only be flipped between at least two registered conditions."""
 
 
 class CGMVAE(PerturbationMixin, BaseGMVAE):
@@ -104,6 +109,15 @@ class CGMVAE(PerturbationMixin, BaseGMVAE):
             condition_effect=condition_effect,
             **module_kwargs,
         )
+        if len(self.condition_names) < MIN_CONDITIONS:
+            condition_key = self.adata_manager.registry[_SETUP_ARGS_KEY]["condition_key"]
+            raise ValueError(
+                "CGMVAE learns how cells change between conditions, but the condition column "
+                f"{condition_key!r} has only {self.condition_names}. For data of one condition "
+                "use scgmvae.model.GMVAE; to bring cells of one condition into a CGMVAE trained "
+                "on several, use CGMVAE.load_query_data(adata, model), or predict on them with "
+                "the trained model directly."
+            )
         self._model_summary_string += f", condition_effect: {condition_effect}"
         self.init_params_ = self._get_init_params(locals())
 

@@ -190,3 +190,43 @@ def test_failed_setup_leaves_data_unchanged(toy):
         CGMVAE.setup_anndata(toy, condition_key="condition")
     pd.testing.assert_frame_equal(toy.obs, before_obs)
     assert np.isnan(toy.X[0, 0]) and not toy.uns.get("_scvi_manager_uuid")
+
+
+def test_cgmvae_with_one_condition_points_to_gmvae_and_query_mapping(toy):
+    control = toy[toy.obs["condition"] == "control"].copy()
+    CGMVAE.setup_anndata(control, condition_key="condition", labels_key="cell_type")
+    with pytest.raises(
+        ValueError, match=r"'condition' has only \['control'\].*GMVAE.*load_query_data"
+    ):
+        CGMVAE(control)
+
+
+def test_load_from_a_missing_folder(tmp_path, toy):
+    with pytest.raises(FileNotFoundError, match="folder does not exist"):
+        CGMVAE.load(tmp_path / "never_saved", adata=toy)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="folder has no model.pt"):
+        CGMVAE.load(tmp_path / "empty", adata=toy)
+
+
+def test_load_onto_data_without_the_registered_columns(trained, toy, tmp_path):
+    trained.save(tmp_path / "model")
+    other = toy.copy()
+    del other.obs["condition"]
+    with pytest.raises(KeyError, match="Condition key 'condition' is not a column"):
+        CGMVAE.load(tmp_path / "model", adata=other)
+    loaded = CGMVAE.load(tmp_path / "model", adata=toy.copy())  # the saved model is intact
+    np.testing.assert_allclose(
+        loaded.get_latent_representation(), trained.get_latent_representation(), atol=1e-6
+    )
+
+
+def test_new_cells_without_the_registered_layer(toy):
+    toy.layers["counts"] = toy.X.copy()
+    CGMVAE.setup_anndata(toy, layer="counts", condition_key="condition")
+    model = CGMVAE(toy)
+    model.train(max_epochs=1, enable_progress_bar=False)
+    new = toy.copy()
+    del new.layers["counts"]
+    with pytest.raises(KeyError, match=r"Layer 'counts' is not in adata.layers"):
+        model.get_latent_representation(new)
