@@ -8,7 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from adjustText import adjust_text
 
-from scgmvae.tl._perturbation import check_same_genes, gene_means, squared_pearson, top_degs
+from scgmvae.tl._expression import check_same_genes, gene_means
+from scgmvae.tl._perturbation import squared_pearson, top_degs
 
 from ._utils import document_show_save, finish
 

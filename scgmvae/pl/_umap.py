@@ -13,7 +13,7 @@ from scipy import sparse
 
 from scgmvae._neighbors import neighbors
 from scgmvae.tl._embed import COMPONENT_KEY, PREDICTION_KEY
-from scgmvae.tl._perturbation import log_normalize
+from scgmvae.tl._expression import log_normalize
 
 from ._utils import document_show_save, finish
 

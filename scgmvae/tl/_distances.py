@@ -10,7 +10,7 @@ import pandas as pd
 from scipy import sparse
 from scipy.spatial.distance import cdist
 
-from ._perturbation import check_same_genes, log_normalize
+from ._expression import check_same_genes, log_normalize
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -74,6 +74,51 @@ def energy_distance(x, y) -> float:
     x, y = _pair(x, y)
     between = _mean_pairwise(x, y, cdist)
     return 2 * between - _mean_pairwise(x, x, cdist) - _mean_pairwise(y, y, cdist)
+
+
+def _min_max_scale(cells: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``cells`` with each feature mapped by the reference's range onto [0, 1].
+
+    This is scikit-learn's ``MinMaxScaler`` fitted on ``reference``: a feature the reference
+    does not vary is only shifted.
+    """
+    low = reference.min(0)
+    span = reference.max(0) - low
+    return (cells - low) / np.where(span == 0, 1.0, span)
+
+
+def scaled_energy_distance(stimulated, predicted, control) -> float:
+    """E-distance of a prediction to the real cells, relative to the control cells, as pertpy.
+
+    ``pertpy.tools.Distance(metric="edistance").compare_distance(stimulated, predicted,
+    control, mode="scaled")``: every feature of the real stimulated and the predicted cells is
+    min-max scaled by the control cells' range (the control cells' minimum maps to 0 and
+    their maximum to 1; a feature the control cells do not vary is only shifted), and the
+    result is the E-distance (:func:`energy_distance`) between the scaled stimulated and
+    predicted cells divided by that between the control cells and the scaled predicted cells.
+    As in pertpy, the control cells enter the denominator unscaled, so numerator and
+    denominator are measured in different units; smaller is better.
+
+    Parameters
+    ----------
+    stimulated
+        Real stimulated cells x features (e.g. principal components); dense or sparse.
+    predicted
+        Predicted cells x the same features.
+    control
+        Control cells x the same features; their range sets the scale.
+
+    Returns
+    -------
+    The ratio, or NaN when the denominator is zero.
+    """
+    control, predicted = _pair(control, predicted)
+    stimulated, predicted = _pair(stimulated, predicted)
+    stimulated, predicted = (_min_max_scale(x, control) for x in (stimulated, predicted))
+    to_control = energy_distance(control, predicted)
+    if to_control == 0:
+        return float("nan")
+    return energy_distance(stimulated, predicted) / to_control
 
 
 def mmd(
@@ -168,7 +213,7 @@ def perturbation_distances(
     n_comps: int = N_COMPS,
     kernel: Literal["linear", "rbf", "poly"] = "linear",
 ) -> pd.DataFrame:
-    """E-distance and MMD of predicted (and control) cells to the real stimulated cells.
+    """E-distances and MMD of predicted (and control) cells to the real stimulated cells.
 
     All cells are compared in log1p(CP10k) space (counts are normalised on a copy), projected
     on principal components fitted on the real stimulated and control cells together (see
@@ -191,7 +236,8 @@ def perturbation_distances(
 
     Returns
     -------
-    DataFrame with rows ``prediction`` and ``control`` and columns ``e_distance`` and ``mmd``.
+    DataFrame with rows ``prediction`` and ``control`` and columns ``e_distance``, ``mmd`` and
+    ``e_distance_scaled`` (:func:`scaled_energy_distance`, with the control cells' range).
     """
     check_same_genes(stimulated, "stimulated", predicted=predicted, control=control)
     stim, ctrl, pred = (
@@ -205,7 +251,11 @@ def perturbation_distances(
     real, pred_pcs = shared_pca(np.vstack([stim, ctrl]), pred, n_comps=n_comps)
     stim_pcs, ctrl_pcs = real[: len(stim)], real[len(stim) :]
     rows = {
-        name: {"e_distance": energy_distance(cells, stim_pcs), "mmd": mmd(cells, stim_pcs, kernel)}
+        name: {
+            "e_distance": energy_distance(cells, stim_pcs),
+            "mmd": mmd(cells, stim_pcs, kernel),
+            "e_distance_scaled": scaled_energy_distance(stim_pcs, cells, ctrl_pcs),
+        }
         for name, cells in (("prediction", pred_pcs), ("control", ctrl_pcs))
     }
     return pd.DataFrame.from_dict(rows, orient="index")

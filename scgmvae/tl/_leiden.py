@@ -49,7 +49,7 @@ def leiden_clusters(
     import scanpy as sc
 
     from scgmvae._neighbors import neighbors
-    from scgmvae.tl._perturbation import log_normalize
+    from scgmvae.tl._expression import log_normalize
 
     if use_rep is not None:
         if use_rep not in adata.obsm:

@@ -19,7 +19,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 import scgmvae.pl as pl
-from scgmvae.tl._perturbation import log_normalize, squared_pearson, top_degs
+from scgmvae.tl._expression import log_normalize
+from scgmvae.tl._perturbation import squared_pearson, top_degs
 
 N_CELLS, N_GENES = 60, 50
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from scgmvae.tl._distances import energy_distance, mmd, perturbation_distances, shared_pca
+from scgmvae.tl._distances import (
+    energy_distance,
+    mmd,
+    perturbation_distances,
+    scaled_energy_distance,
+    shared_pca,
+)
 
 
 @pytest.fixture
@@ -29,6 +35,36 @@ def test_energy_distance_by_hand_2d_is_not_squared():
     # x = {(0,0), (3,4)}, y = {(0,0)}. Between: 0 and 5, mean 2.5. Within x: (0 + 5 + 5 + 0) / 4
     # = 2.5. E = 2 * 2.5 - 2.5 - 0 = 2.5 (squared distances would give 2 * 12.5 - 12.5 = 12.5)
     assert energy_distance([[0.0, 0.0], [3.0, 4.0]], [[0.0, 0.0]]) == pytest.approx(2.5)
+
+
+def test_scaled_energy_distance_by_hand():
+    # control {0, 2} scales x to x / 2: stimulated {4} -> {2}, predicted {2} -> {1}.
+    # E(stimulated, predicted) = 2 * 1 = 2; E(control unscaled, predicted) = 2 * (1 + 1) / 2
+    # - (0 + 2 + 2 + 0) / 4 = 1; ratio 2
+    assert scaled_energy_distance([[4.0]], [[2.0]], [[0.0], [2.0]]) == pytest.approx(2.0)
+    # a second feature the control cells do not vary (5) is shifted by 5, not scaled:
+    # stimulated (4, 7) -> (2, 2), predicted (2, 5) -> (1, 0). E(stimulated, predicted) =
+    # 2 * sqrt(5); both control cells are sqrt(26) from (1, 0) and 2 apart, so
+    # E(control, predicted) = 2 * sqrt(26) - (0 + 2 + 2 + 0) / 4
+    control = [[0.0, 5.0], [2.0, 5.0]]
+    assert scaled_energy_distance([[4.0, 7.0]], [[2.0, 5.0]], control) == pytest.approx(
+        2 * math.sqrt(5) / (2 * math.sqrt(26) - 1)
+    )
+    # a prediction that, scaled, is the control set itself: no denominator
+    assert math.isnan(scaled_energy_distance([[1.0]], [[0.0]], [[0.0]]))
+
+
+def test_scaled_energy_distance_is_pertpys_compare_distance(two_sets):
+    # pertpy's compare_distance(pert, pred, ctrl, mode="scaled") with its default
+    # fit_to_pert_and_ctrl=False: a MinMaxScaler fitted on ctrl transforms pert and pred only
+    from sklearn.preprocessing import MinMaxScaler
+
+    stimulated, control = two_sets
+    predicted = np.random.default_rng(3).normal(loc=0.3, size=(25, 4))
+    scaler = MinMaxScaler().fit(control)
+    pert, pred = scaler.transform(stimulated), scaler.transform(predicted)
+    expected = energy_distance(pert, pred) / energy_distance(control, pred)
+    assert scaled_energy_distance(stimulated, predicted, control) == pytest.approx(expected)
 
 
 def test_mmd_linear_by_hand():
@@ -85,6 +121,8 @@ def test_errors():
         mmd(np.zeros((0, 3)), np.zeros((2, 3)))
     with pytest.raises(ValueError, match="kernel"):
         mmd(np.zeros((2, 3)), np.zeros((2, 3)), kernel="cosine")
+    with pytest.raises(ValueError, match="features"):
+        scaled_energy_distance(np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((2, 4)))
 
 
 def test_shared_pca_is_fitted_on_the_reference_only():
@@ -112,8 +150,8 @@ def test_perturbation_distances_score_a_perfect_prediction_zero():
         adata.var_names = genes
     scores = perturbation_distances(stimulated.copy(), stimulated, control, n_comps=5)
     assert list(scores.index) == ["prediction", "control"]
-    assert list(scores.columns) == ["e_distance", "mmd"]
-    assert scores.loc["prediction"].to_numpy() == pytest.approx([0.0, 0.0], abs=1e-10)
+    assert list(scores.columns) == ["e_distance", "mmd", "e_distance_scaled"]
+    assert scores.loc["prediction"].to_numpy() == pytest.approx([0.0, 0.0, 0.0], abs=1e-10)
     assert (scores.loc["control"] > 0).all()
 
 
