@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+from scvi import REGISTRY_KEYS
+
 GeneLikelihood = Literal["nb", "zinb", "poisson", "normal", "bernoulli"]
 COUNT_LIKELIHOODS = ("nb", "zinb", "poisson")
 LIKELIHOODS = (*COUNT_LIKELIHOODS, "normal", "bernoulli")
@@ -38,3 +40,12 @@ DEFAULT_LATENT_BOUND = 10.0
 """Means of ``z``, ``w`` and the mixture components stay in ``(-10, 10)``."""
 DEFAULT_LOG_VAR_BOUND = 9.0
 """Log variances stay in ``(-9, 9)``."""
+
+# scvi-tools' names of the tensors the module reads, and the module's own output names
+X, LABELS = REGISTRY_KEYS.X_KEY, REGISTRY_KEYS.LABELS_KEY
+BATCH, CAT_COVS, CONT_COVS = (
+    REGISTRY_KEYS.BATCH_KEY,
+    REGISTRY_KEYS.CAT_COVS_KEY,
+    REGISTRY_KEYS.CONT_COVS_KEY,
+)
+QZ, Z, LIBRARY, PX = "qz", "z", "library", "px"
