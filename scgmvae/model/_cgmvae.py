@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 from scvi.data._constants import _SETUP_ARGS_KEY
@@ -110,13 +111,16 @@ class CGMVAE(PerturbationMixin, BaseGMVAE):
             **module_kwargs,
         )
         if len(self.condition_names) < MIN_CONDITIONS:
+            # not an error: a reference of one condition extended by query mapping is the
+            # thesis' §9.2 workflow
             condition_key = self.adata_manager.registry[_SETUP_ARGS_KEY]["condition_key"]
-            raise ValueError(
-                "CGMVAE learns how cells change between conditions, but the condition column "
-                f"{condition_key!r} has only {self.condition_names}. For data of one condition "
-                "use scgmvae.model.GMVAE; to bring cells of one condition into a CGMVAE trained "
-                "on several, use CGMVAE.load_query_data(adata, model), or predict on them with "
-                "the trained model directly."
+            warnings.warn(
+                f"The condition column {condition_key!r} has only {self.condition_names}: "
+                "this CGMVAE cannot predict another condition until "
+                "CGMVAE.load_query_data(adata, model) adds cells of one. For data of one "
+                "condition use scgmvae.model.GMVAE.",
+                UserWarning,
+                stacklevel=2,
             )
         self._model_summary_string += f", condition_effect: {condition_effect}"
         self.init_params_ = self._get_init_params(locals())

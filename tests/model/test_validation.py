@@ -192,13 +192,14 @@ def test_failed_setup_leaves_data_unchanged(toy):
     assert np.isnan(toy.X[0, 0]) and not toy.uns.get("_scvi_manager_uuid")
 
 
-def test_cgmvae_with_one_condition_points_to_gmvae_and_query_mapping(toy):
+def test_cgmvae_with_one_condition_warns_and_points_to_query_mapping_and_gmvae(toy):
     control = toy[toy.obs["condition"] == "control"].copy()
     CGMVAE.setup_anndata(control, condition_key="condition", labels_key="cell_type")
-    with pytest.raises(
-        ValueError, match=r"'condition' has only \['control'\].*GMVAE.*load_query_data"
-    ):
-        CGMVAE(control)
+    with pytest.warns(UserWarning, match=r"'condition' has only \['control'\].*load_query_data"):
+        model = CGMVAE(control)
+    model.train(max_epochs=1, enable_progress_bar=False)
+    with pytest.raises(ValueError, match=r"\['stimulated'\] were not registered"):
+        model.predict_perturbation(control, target_condition="stimulated")
 
 
 def test_load_from_a_missing_folder(tmp_path, toy):
