@@ -1,14 +1,17 @@
-"""Run the real peers (pertpy's scGen, CPA) from the benchmarks, each in its own Python.
+"""Run the real peers (scGen, CPA, trVAE, scPRAM) from the benchmarks, each in its own Python.
 
 The peers need other Python versions and library pins than scgmvae (pertpy >= 1.x: Python
->= 3.12 with JAX; cpa-tools: Python < 3.11, torch <= 2.0.1, scvi-tools < 1.0), so each runs as a
-script of ``benchmarks/peers/`` under the Python named by an environment variable:
+>= 3.12 with JAX; cpa-tools: Python < 3.11, torch <= 2.0.1, scvi-tools < 1.0; scarches: anndata
+< 0.12; scpram: scanpy 1.9.3, POT 0.9.1, numpy < 2), so each runs as a script of
+``benchmarks/peers/`` under the Python named by an environment variable:
 
 ========  =========================  =============================================
 peer      variable                   what that Python needs
 ========  =========================  =============================================
 scgen     ``SCGMVAE_SCGEN_PYTHON``   ``pertpy[jax]`` (Python >= 3.12), scanpy
 cpa       ``SCGMVAE_CPA_PYTHON``     ``cpa-tools`` (Python 3.9 or 3.10)
+trvae     ``SCGMVAE_TRVAE_PYTHON``   ``scarches`` 0.6.1 (Python 3.11)
+scpram    ``SCGMVAE_SCPRAM_PYTHON``  ``scpram`` 0.0.3 (Python 3.11)
 ========  =========================  =============================================
 
 :func:`run_peer` writes the training and control cells to a temporary folder, runs the peer
@@ -58,6 +61,12 @@ PEERS = {
         "scgen.py", "SCGMVAE_SCGEN_PYTHON", "pertpy", "pertpy[jax] (Python >= 3.12)", "scGen"
     ),
     "cpa": Peer("cpa.py", "SCGMVAE_CPA_PYTHON", "cpa", "cpa-tools (Python 3.10)", "CPA"),
+    "trvae": Peer(
+        "trvae.py", "SCGMVAE_TRVAE_PYTHON", "scarches", "scarches (Python 3.11)", "trVAE"
+    ),
+    "scpram": Peer(
+        "scpram.py", "SCGMVAE_SCPRAM_PYTHON", "scpram", "scpram (Python 3.11)", "scPRAM"
+    ),
 }
 
 
@@ -157,7 +166,7 @@ def run_peer(
     Parameters
     ----------
     name
-        ``"scgen"`` or ``"cpa"``.
+        ``"scgen"``, ``"cpa"``, ``"trvae"`` or ``"scpram"``.
     train
         Training cells with raw counts in ``.X`` and ``condition_key`` / ``label_key`` in obs.
     control
@@ -166,7 +175,9 @@ def run_peer(
         Seed of the peer's training and prediction.
     max_epochs, batch_size
         Passed on when given; the peer script's defaults otherwise (scGen: 200 epochs of 32
-        cells; CPA: its Kang tutorial's 2000 epochs of 512 cells with early stopping).
+        cells; CPA: its Kang tutorial's 2000 epochs of 512 cells with early stopping; trVAE:
+        scArches' tutorial's 2000 epochs of 512 cells with early stopping; scPRAM: its Kang
+        tutorial's 100 epochs of 128 cells).
     condition_key, ctrl, stim, label_key
         Where the condition and the cell type are, and the condition values.
     smoke

@@ -3,16 +3,27 @@
 For each held-out cell type: train on every cell except that type's stimulated cells, predict
 them from the type's control cells, and score with ``scgmvae.tl.evaluate_perturbation`` (R² of
 means on all genes and the top-100 DEGs, R² of log fold-changes, R² of gene-wise variances,
-E-distance and MMD in a PCA space of the real cells). Methods, on the same splits and seeds:
-CGMVAE with ``predict_perturbation``'s default route (expression) and its decoding routes z and
-w; pertpy's scGen and CPA, each in
-its own Python (``benchmarks/peers/README.md``; a peer whose Python is not set up is skipped
-with a message); scGen-style latent arithmetic on scVI; the control cells as the prediction.
+E-distance and MMD in a PCA space of the real cells, and every calibrated score it returns:
+PCC-delta, sign accuracy, DEG overlap, scaled E-distance, the type-specific part of the
+response). Methods, on the same splits and seeds: CGMVAE with ``predict_perturbation``'s
+default route (expression) and its decoding routes z and w; the peers of ``_peers.PEERS``
+(pertpy's scGen, CPA, trVAE, scPRAM), each in its own Python (``benchmarks/peers/README.md``; a
+peer whose Python is not set up is skipped with a message); scGen-style latent arithmetic on
+scVI; the model-free baselines of ``_baselines.py`` (the pooled shift of the other types,
+scPerturBench's trainMean; a similarity-weighted shift; the nearest type's shift) and the
+control cells as the prediction; and the noise ceiling (half of the real stimulated cells
+predicting the other half, ``scgmvae.tl.noise_ceiling``). The response scores are also taken
+with the control cells split in two (columns ``*_ctrl_split``: the prediction from one half,
+the responses against the other), so that the input's own noise cannot inflate them.
 
-    python benchmarks/perturbation.py              # 2,000 HVGs, 3 seeds -> docs/benchmarks.md
+    python benchmarks/perturbation.py              # 832 cells, 2,000 HVGs, 3 seeds
     python benchmarks/perturbation.py --all-genes  # all genes, as a user who skips HVGs
-    python benchmarks/perturbation.py --full       # the full public Kang data (datasets.kang())
+    python benchmarks/perturbation.py --full       # the full-size 6-donor file (12,103 cells)
     python benchmarks/perturbation.py --smoke      # one cell type, 1 seed, 2 epochs (CI)
+
+``--full`` reads ``kang_ifnb_6donors.h5ad`` from ``$SCGMVAE_DATA_DIR`` and holds out, in turn,
+every type with at least ``MIN_STIMULATED_FULL`` stimulated cells; its section of
+docs/benchmarks.md opens with a figure (``docs/_static/<section>.png``).
 
 Every method's predictions are kept in ``benchmarks/.cache`` (see ``_cache.py``; not in smoke
 runs), so a rerun retrains only what changed, and runs over disjoint ``--cell-types`` can go in
@@ -24,23 +35,71 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import tempfile
 import time
 from pathlib import Path
 
+import _baselines
 import _cache
+import numpy as np
 import pandas as pd
 import scvi
-from _common import kang, mean_sd, scvi_latent_arithmetic, setup_threads, write_section
+from _common import (
+    RESULTS,
+    kang,
+    mean_sd,
+    scvi_latent_arithmetic,
+    setup_threads,
+    write_section,
+)
 from _peers import PEERS, run_peer, skip_message
 
 import scgmvae
 
 CONDITION, CTRL, STIM, LABEL = "condition", "control", "stimulated", "cell_type"
-METRICS = ("r2_top_degs", "r2_lfc_top_degs", "r2_all", "r2_var_all", "e_distance", "mmd")
+KEYS = {"condition_key": CONDITION, "ctrl": CTRL, "stim": STIM, "label_key": LABEL}
 CGMVAE_ROWS = {"CGMVAE": {}, "CGMVAE route z": {"route": "z"}, "CGMVAE route w": {"route": "w"}}
 """CGMVAE rows: ``predict_perturbation``'s defaults, and the two routes that decode."""
-SCGMVAE_SOURCE = _cache.source_digest(Path(scgmvae.__file__).parent)
-"""The code this run imported (hashed at import), part of the key of CGMVAE's predictions."""
+CONTROL_ROW, CEILING_ROW = "control as prediction", "noise ceiling"
+MIN_STIMULATED_FULL = 150
+"""With ``--full``, the held-out types by default: every type with at least this many
+stimulated cells (enough for the noise ceiling's halves and stable DEGs)."""
+FULL_MAX_EPOCHS = 100
+"""Epochs of CGMVAE and scVI with ``--full`` unless ``--max-epochs`` says otherwise (chosen from
+the loss curve of one CGMVAE on the full data; see the section's notes)."""
+HEADLINE = (
+    "r2_top_degs",
+    "r2_lfc_top_degs",
+    "pcc_delta_top_degs",
+    "pcc_delta_top_degs_ctrl_split",
+    "pcc_type_specific_top_degs",
+    "e_distance",
+)
+"""The columns of the section's first table (all columns follow in the detailed one)."""
+CTRL_SPLIT = ("r2_lfc_top_degs", "pcc_delta_all", "pcc_delta_top_degs", "sign_accuracy_top_degs")
+"""Scores also taken with the control cells split in two, as ``<score>_ctrl_split``."""
+FIGURE_METRICS = {
+    "r2_lfc_top_degs": "LFC R² on the top-100 DEGs",
+    "pcc_type_specific_top_degs": "type-specific PCC-delta on the top-100 DEGs\n"
+    "(after removing the other types' pooled response)",
+}
+"""The panels of the figure, left to right."""
+FIGURE_SKIP = ("CGMVAE route z", "CGMVAE route w", "nearest-type shift", CONTROL_ROW)
+"""Rows left out of the figure (variants, and the control, which scores 0 on LFC R²)."""
+FIGURE_SKIP_PANEL = {"pcc_type_specific_top_degs": ("pooled shift",)}
+"""Rows left out of one panel: the pooled shift has no type-specific part (its score there is
+the correlation of rounding errors)."""
+_PACKAGE = Path(scgmvae.__file__).parent
+SCGMVAE_SOURCE = _cache.digest(
+    *(
+        f"{path.relative_to(_PACKAGE)}:{path.read_bytes()!r}"
+        for path in sorted(_PACKAGE.rglob("*.py"))
+        if path.relative_to(_PACKAGE).parts[0] not in ("tl", "pl")
+    )
+)
+"""The code that trains and predicts, hashed at import (every module of scgmvae but ``tl`` and
+``pl``: scores and plots are recomputed from the stored predictions anyway), part of the key
+of CGMVAE's predictions."""
 
 
 def _cgmvae_predictions(
@@ -105,11 +164,69 @@ def bandwidth_rows(bandwidths: list[float]) -> dict:
     return {f"CGMVAE, bandwidth {b:g}": {"response_bandwidth": b} for b in bandwidths}
 
 
+def default_cell_types(adata, full: bool) -> list[str]:
+    """The held-out types: every type (sorted), or with ``full`` those with at least
+    :data:`MIN_STIMULATED_FULL` stimulated cells, the largest first (so that a run stopped
+    early has the best-measured types)."""
+    types = adata.obs[LABEL].astype(str)
+    if not full:
+        return sorted(types.unique())
+    counts = types[(adata.obs[CONDITION] == STIM).to_numpy()].value_counts()
+    counts = counts[counts >= MIN_STIMULATED_FULL]
+    return sorted(counts.index, key=lambda t: (-counts[t], t))
+
+
+def _control_halves(control, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two random halves of the control cells: the prediction's input and the reference."""
+    order = np.random.default_rng(seed).permutation(control.n_obs)
+    half = control.n_obs // 2
+    return np.sort(order[:half]), np.sort(order[half : 2 * half])
+
+
+def _scores(predicted, stimulated, control, degs, pooled, halves) -> pd.DataFrame:
+    """Every score of ``evaluate_perturbation`` (rows prediction and control), and the
+    :data:`CTRL_SPLIT` scores with the control cells split in two.
+
+    The split takes the prediction's cells of the input half: every method here predicts each
+    control cell on its own (a shift, a decoding of that cell), so this is the prediction from
+    that half.
+    """
+    scores = scgmvae.tl.evaluate_perturbation(
+        predicted, stimulated, control, degs=degs, pooled_response=pooled
+    )
+    first, second = halves
+    split = scgmvae.tl.evaluate_perturbation(
+        predicted[first],
+        stimulated,
+        control[first],
+        control_reference=control[second],
+        distances=False,
+    )
+    return scores.join(split[list(CTRL_SPLIT)].add_suffix("_ctrl_split"))
+
+
+def _ceiling(stimulated, control, degs, pooled, halves, seed: int) -> pd.Series:
+    """The noise ceiling's scores, with the same columns as :func:`_scores`."""
+    scores = scgmvae.tl.noise_ceiling(
+        stimulated, control, seed=seed, degs=degs, pooled_response=pooled
+    )
+    first, second = halves
+    split = scgmvae.tl.noise_ceiling(
+        stimulated,
+        control[first],
+        seed=seed,
+        control_reference=control[second],
+        distances=False,
+    )
+    return scores.join(split[list(CTRL_SPLIT)].add_suffix("_ctrl_split")).loc["prediction"]
+
+
 def run_one(
     adata, cell_type: str, seed: int, max_epochs: int, smoke: bool, bandwidths=None
-) -> list[dict]:
+) -> tuple[list[dict], dict]:
     """Every method's scores for one held-out type and seed, one dict per method; with
-    ``bandwidths``, CGMVAE's default route at those bandwidths only."""
+    ``bandwidths``, CGMVAE's default route at those bandwidths only. Also what the
+    similarity-weighted shift used: the nearest type and the weights."""
     held_out = (adata.obs[LABEL] == cell_type) & (adata.obs[CONDITION] == STIM)
     train = adata[~held_out].copy()
     control = adata[(adata.obs[LABEL] == cell_type) & (adata.obs[CONDITION] == CTRL)].copy()
@@ -119,6 +236,7 @@ def run_one(
     key = _cache.data_digest(train, control)
     variants = {**CGMVAE_ROWS, **bandwidth_rows(bandwidths)} if bandwidths else CGMVAE_ROWS
     predictions = _cgmvae_predictions(train.copy(), control, seed, max_epochs, key, variants)
+    baselines, responses = _baselines.baseline_predictions(train, control, **KEYS)
     if bandwidths:
         # the default rows come from the same model and are stored on the way, so the main
         # table needs no retraining; this section reports the bandwidths only
@@ -128,42 +246,187 @@ def run_one(
         predictions["scVI latent arithmetic"] = _scvi_prediction(
             train, control, seed, max_epochs, key
         )
+        predictions.update(baselines)
+    # the pooled response of the other types: the reference of the type-specific score
+    pooled = responses.responses.mean(0)
+    halves = _control_halves(control, seed)
     rows = {}
     for method, predicted in predictions.items():
-        scores = scgmvae.tl.evaluate_perturbation(predicted, stimulated, control, degs=degs)
+        scores = _scores(predicted, stimulated, control, degs, pooled, halves)
         rows[method] = {
             **scores.loc["prediction"],
             "train_seconds": predicted.uns["train_seconds"],
         }
-    rows["control as prediction"] = {**scores.loc["control"], "train_seconds": 0.0}
+    rows[CONTROL_ROW] = {**scores.loc["control"], "train_seconds": 0.0}
+    if not bandwidths:
+        rows[CEILING_ROW] = {
+            **_ceiling(stimulated, control, degs, pooled, halves, seed),
+            "train_seconds": 0.0,
+        }
+    similarity = {
+        "nearest": responses.nearest,
+        "r": responses.similarity[responses.nearest],
+        "weights": responses.similarity_weights().sort_values(ascending=False),
+    }
     return [
         {"cell_type": cell_type, "seed": seed, "method": method, **values}
         for method, values in rows.items()
-    ]
+    ], similarity
 
 
-def _tables(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per (type, method): mean ± sd and seeds; and per method: the mean over types."""
+def _metrics(frame: pd.DataFrame) -> list[str]:
+    """Every score column of the rows, in their order (new scores appear without edits)."""
+    return [c for c in frame.columns if c not in ("cell_type", "seed", "method", "train_seconds")]
+
+
+def _tables(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The headline per method (mean over types and seeds of :data:`HEADLINE`, training
+    seconds); every score per method (mean over types and seeds); and every score per (type,
+    method) as mean ± sd over seeds, then each seed."""
     methods = list(dict.fromkeys(frame["method"]))
-    per_type = frame.groupby(["cell_type", "method"], sort=False)[list(METRICS)].agg(mean_sd)
+    metrics = _metrics(frame)
+    per_type = frame.groupby(["cell_type", "method"], sort=False)[metrics].agg(mean_sd)
     per_type = per_type.reindex(
         pd.MultiIndex.from_product([sorted(frame["cell_type"].unique()), methods])
     ).dropna(how="all")
-    columns = [*METRICS, "train_seconds"]
-    summary = frame.groupby("method", sort=False)[columns].mean().reindex(methods)
-    return per_type, summary.round(3)
+    summary = frame.groupby("method", sort=False)[[*metrics, "train_seconds"]].mean()
+    summary = summary.reindex(methods).round(3)
+    headline = summary[[c for c in (*HEADLINE, "train_seconds") if c in summary]]
+    return headline, summary, per_type
+
+
+def _wide(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """``metric`` per held-out type (rows) and method (columns), mean over seeds."""
+    methods = list(dict.fromkeys(frame["method"]))
+    wide = frame.pivot_table(index="cell_type", columns="method", values=metric, aggfunc="mean")
+    wide = wide[[m for m in methods if m in wide]]
+    wide.loc["mean"] = wide.mean()
+    return wide.round(3)
+
+
+def figure(frame: pd.DataFrame, path: Path, title: str) -> None:
+    """Per held-out type, each method's score (mean over seeds, a large dot; each seed, a
+    small one) with the noise ceiling as a black bar, one panel per :data:`FIGURE_METRICS`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    methods = [m for m in dict.fromkeys(frame["method"]) if m not in (*FIGURE_SKIP, CEILING_ROW)]
+    types = sorted(frame["cell_type"].unique())
+    rows = [*types, "mean"]
+    baselines = set(_baselines.BASELINES)
+    palette = iter(["#1b9e77", "#d95f02", "#e7298a", "#66a61e", "#e6ab02", "#a6761d"])
+    grey = iter(["#555555", "#999999", "#bbbbbb"])
+    style = {}
+    for method in methods:
+        if method == "CGMVAE":
+            style[method] = {"color": "#3b5bdb", "marker": "o", "s": 90, "zorder": 5}
+        elif method in baselines:
+            style[method] = {"color": next(grey), "marker": "s", "s": 45, "zorder": 3}
+        else:
+            style[method] = {"color": next(palette), "marker": "D", "s": 45, "zorder": 4}
+    metrics = [m for m in FIGURE_METRICS if m in frame]
+    fig, axes = plt.subplots(
+        1,
+        len(metrics),
+        figsize=(5.2 * len(metrics) + 1.5, 0.55 * len(rows) + 1.6),
+        sharey=True,
+        squeeze=False,
+    )
+    offsets = dict(zip(methods, np.linspace(-0.28, 0.28, len(methods)), strict=True))
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        per_seed = frame.pivot_table(index=["cell_type", "seed"], columns="method", values=metric)
+        means = per_seed.groupby(level="cell_type").mean()
+        means.loc["mean"] = means.loc[types].mean()
+        for y, row in enumerate(rows):
+            if y % 2 == 0:
+                ax.axhspan(y - 0.5, y + 0.5, color="#f3f3f3", zorder=0)
+            if CEILING_ROW in means:
+                ceiling = means.loc[row, CEILING_ROW]
+                ax.plot([ceiling, ceiling], [y - 0.42, y + 0.42], color="black", lw=2.5, zorder=6)
+            for method in methods:
+                if method not in means or method in FIGURE_SKIP_PANEL.get(metric, ()):
+                    continue
+                yy = y + offsets[method]
+                kw = style[method]
+                ax.scatter(means.loc[row, method], yy, edgecolor="white", linewidth=0.6, **kw)
+                if row != "mean":
+                    seeds = per_seed.loc[row, method].dropna()
+                    if len(seeds) > 1:
+                        ax.scatter(
+                            seeds,
+                            [yy] * len(seeds),
+                            color=kw["color"],
+                            s=70,
+                            linewidths=1.5,
+                            alpha=0.7,
+                            zorder=kw["zorder"],
+                            marker="|",
+                        )
+        ax.axhline(len(types) - 0.5, color="black", lw=0.8)
+        ax.set_title(FIGURE_METRICS[metric], fontsize=10)
+        ax.grid(axis="x", color="#dddddd", lw=0.6)
+        ax.set_axisbelow(True)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+        skip = FIGURE_SKIP_PANEL.get(metric, ())
+        shown = means[[m for m in [*methods, CEILING_ROW] if m in means and m not in skip]]
+        low = np.nanmin(shown.to_numpy())
+        ax.set_xlim(max(-1.0, min(low - 0.05, 0.5)), 1.01)
+    axes[0, 0].set_yticks(range(len(rows)), rows)
+    axes[0, 0].set_ylim(len(rows) - 0.5, -0.5)
+    axes[0, 0].get_yticklabels()[-1].set_fontweight("bold")
+    handles = [
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker=style[m]["marker"],
+            color=style[m]["color"],
+            markersize=9 if m == "CGMVAE" else 7,
+            label=m,
+        )
+        for m in methods
+    ]
+    handles.append(Line2D([], [], color="black", lw=2.5, label="noise ceiling (split half)"))
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.suptitle(title, fontsize=11, x=0.02, ha="left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _similarity_notes(similarity: dict) -> str:
+    """One line per held-out type: the nearest type and the largest weights."""
+    lines = []
+    for cell_type, used in sorted(similarity.items()):
+        weights = ", ".join(f"{t} {w:.2f}" for t, w in used["weights"].head(3).items())
+        lines.append(
+            f"- {cell_type}: nearest {used['nearest']} (r = {used['r']:.3f}); weights {weights}"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny run that checks the code")
-    parser.add_argument("--max-epochs", type=int, default=200)
+    parser.add_argument(
+        "--max-epochs",
+        type=int,
+        default=None,
+        help=f"epochs of CGMVAE and scVI (default 200; {FULL_MAX_EPOCHS} with --full)",
+    )
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--cell-types", nargs="*", default=None)
     parser.add_argument(
         "--full",
         action="store_true",
-        help="the full Kang data of scgmvae.datasets.kang() instead of the 832-cell file",
+        help="the full-size Kang data (kang_ifnb_6donors.h5ad in $SCGMVAE_DATA_DIR, 12,103 "
+        f"cells) instead of the 832-cell file; held out by default: every type with at least "
+        f"{MIN_STIMULATED_FULL} stimulated cells",
     )
     parser.add_argument(
         "--all-genes", action="store_true", help="every gene instead of 2,000 HVGs"
@@ -186,28 +449,45 @@ def main() -> None:
         os.environ[_cache.CACHE_ENV] = "0"  # smoke runs check the code and keep nothing
 
     adata = kang(n_top_genes=None if args.all_genes else 2000, full=args.full)
-    cell_types = args.cell_types or sorted(adata.obs[LABEL].unique())
-    seeds, epochs = range(args.seeds), args.max_epochs
+    cell_types = args.cell_types or default_cell_types(adata, args.full)
+    print(f"held-out types: {cell_types}", flush=True)
+    seeds = range(args.seeds)
+    epochs = args.max_epochs or (FULL_MAX_EPOCHS if args.full else 200)
     if args.smoke:
         cell_types, seeds, epochs = cell_types[:1], range(1), 2
-    rows = []
+    rows, similarity = [], {}
     for cell_type in cell_types:
         for seed in seeds:
-            for row in run_one(adata, cell_type, seed, epochs, args.smoke, args.bandwidths):
+            scored, used = run_one(adata, cell_type, seed, epochs, args.smoke, args.bandwidths)
+            similarity[cell_type] = used
+            for row in scored:
                 rows.append(row)
                 print(
-                    {k: round(float(v), 3) if isinstance(v, float) else v for k, v in row.items()}
+                    {k: round(float(v), 3) if isinstance(v, float) else v for k, v in row.items()},
+                    flush=True,
                 )
-    frame = pd.DataFrame(rows)
-    per_type, summary = _tables(frame)
+        if not args.smoke:  # after each type, so that a long run shows what it has done
+            _write(pd.DataFrame(rows), adata, args, cell_types, seeds, epochs, similarity)
     if args.smoke:
-        print(per_type.to_string(), summary.to_string(), sep="\n\n")
-        return
-    data = f"Kang full data, {adata.n_obs:,} cells" if args.full else "Kang 832 cells"
+        frame = pd.DataFrame(rows)
+        headline, summary, per_type = _tables(frame)
+        print(per_type.to_string(), summary.to_string(), headline.to_string(), sep="\n\n")
+        print(_similarity_notes(similarity))
+        if not args.bandwidths:
+            with tempfile.TemporaryDirectory() as folder:
+                figure(frame, Path(folder) / "figure.png", "smoke")
+                print("figure written", flush=True)
+
+
+def _write(frame, adata, args, cell_types, seeds, epochs, similarity) -> None:
+    """The section of docs/benchmarks.md for the rows so far (and its figure)."""
+    headline, summary, per_type = _tables(frame)
+    done = list(dict.fromkeys(frame["cell_type"]))
+    data = f"Kang 6 donors, {adata.n_obs:,} cells" if args.full else "Kang 832 cells"
     genes = f"all {adata.n_vars:,} genes" if args.all_genes else "2,000 HVGs"
     options = (" --full" if args.full else "") + (" --all-genes" if args.all_genes else "")
     options += f" --cell-types {shlex.join(args.cell_types)}" if args.cell_types else ""
-    section = "perturbation" + ("_full" if args.full else "") + ("_all_genes" * args.all_genes)
+    section = "perturbation" + ("_kang6" if args.full else "") + ("_all_genes" * args.all_genes)
     title = f"Perturbation prediction ({data}, {genes}, scGen protocol)"
     if args.bandwidths:
         options += " --bandwidths " + " ".join(f"{b:g}" for b in args.bandwidths)
@@ -216,30 +496,86 @@ def main() -> None:
     if args.section:
         options += f" --section {args.section}"
         section = args.section
+    if args.cell_types:
         title = title[:-1] + f", held-out {', '.join(cell_types)})"
+    if len(done) < len(cell_types):
+        title += f" [partial: {len(done)} of {len(cell_types)} held-out types so far]"
+    lead = ""
+    if not args.bandwidths:
+        image = f"_static/{section}.png"
+        figure(
+            frame,
+            RESULTS.parent / image,
+            f"{data}, {genes}: held-out stimulated cells of each type, "
+            f"{len(seeds)} seed{'s' * (len(seeds) > 1)}, {epochs} epochs",
+        )
+        lead = (
+            f"![Per held-out type, each method's scores with the noise ceiling]({image})\n\n"
+            "Per held-out type: each method's score (large dot: mean over seeds; ticks: each "
+            "seed), the noise ceiling as a black bar (half of the real stimulated cells "
+            "predicting the other half); the bottom row is the mean over the types. Left: R² "
+            "of predicted vs real log fold-changes on the top-100 DEGs; right: the Pearson r "
+            "of the responses after the other types' pooled response is removed from both "
+            "(the part a held-out type cannot copy; the pooled shift has none and is not "
+            "shown there). Not shown: the control (0 on the left), CGMVAE's routes z and w "
+            "and the nearest-type shift (in the tables).\n"
+        )
+    deg_note = (
+        "R²: squared Pearson r of per-gene means (log1p CP10k) against the held-out real "
+        f"stimulated cells, on {genes} (r2_all) and on the top-100 DEGs (Wilcoxon, real "
+        "stimulated vs control); r2_lfc_top_degs: R² of predicted vs real log fold-changes on "
+        "those DEGs (a copy of the control scores 0); pcc_delta_*: the Pearson r (not squared) "
+        "of the responses on all genes and the top DEGs (scPerturBench's PCC-delta); "
+        "sign_accuracy_top_degs: share of the DEGs whose predicted response has the real sign; "
+        "overlap_top_degs: share of the real top-100 DEGs among the prediction's own top 100; "
+        "pcc_type_specific_top_degs: PCC-delta after the pooled response of the other types is "
+        "subtracted from both responses; *_ctrl_split: the score with the control cells split "
+        "in two at random (the prediction from one half, the responses measured against the "
+        "other), so that the input's own noise cannot inflate it; r2_var_all: R² of per-gene "
+        "variances; e_distance and mmd (linear kernel, pertpy's definitions): distances between "
+        "the predicted and the real stimulated cells in a 50-component PCA of the real "
+        "stimulated and control cells of the type (lower is better); e_distance_scaled: "
+        "pertpy's compare_distance(mode='scaled'). See scgmvae.tl.evaluate_perturbation."
+    )
+    methods_note = (
+        "CGMVAE: predict_perturbation's defaults (route expression: each control cell plus its "
+        "component's measured expression response); 'route z' moves the cell's z and decodes "
+        "one draw, 'route w' decodes the component's mean from w (the thesis' route); "
+        "'bandwidth b': the default route with response_bandwidth=b. Peers (each in its own "
+        "Python, benchmarks/_peers.py and benchmarks/peers/README.md): pertpy 1.4's scGen, 200 "
+        "epochs of batches of 32, on log1p CP10k; CPA: cpa-tools 0.8.8 with its Kang "
+        "tutorial's settings (early stopping); trVAE and scPRAM as their tutorials; a peer "
+        "whose Python was not set up for the run has no row. "
+        f"scVI latent arithmetic and CGMVAE: {epochs} epochs. Model-free rows "
+        "(benchmarks/_baselines.py; gene space, log1p CP10k of the training cells; a type's "
+        "response is the mean of its stimulated minus the mean of its control cells): 'pooled "
+        "shift' adds to the control cells the mean of the other types' responses, each type "
+        "weighted alike (scPerturBench's trainMean); 'similarity-weighted shift' adds the other "
+        "types' responses weighted by a softmax of r / 0.05, r the Pearson correlation of the "
+        "type's control mean with the held-out type's (over the genes); 'nearest-type shift' "
+        "adds the response of the most correlated type alone; 'control as prediction' is the "
+        "control cells. 'noise ceiling': scgmvae.tl.noise_ceiling, half of the held-out type's "
+        "real stimulated cells scored as the prediction of the other half, mean of 5 random "
+        "splits. Mean ± sd over seeds, then each seed."
+    )
+    body = (
+        "The headline scores above are means over the held-out types (and seeds), with the "
+        "training seconds.\n\n"
+        f"Every score, mean over the held-out types and seeds:\n\n{summary.to_markdown()}\n\n"
+        f"LFC R² on the top-100 DEGs per held-out type (mean over seeds):\n\n"
+        f"{_wide(frame, 'r2_lfc_top_degs').to_markdown()}\n\n"
+        "The types behind the similarity-weighted shift (the most correlated type, its Pearson "
+        f"r, and the three largest weights):\n\n{_similarity_notes(similarity)}\n\n"
+        f"Every score per held-out type and method:\n\n{per_type.to_markdown()}\n\n"
+        f"{deg_note}\n\n{methods_note}"
+    )
     write_section(
         section,
         title,
         f"python benchmarks/perturbation.py --max-epochs {epochs} --seeds {len(seeds)}{options}",
-        per_type,
-        "Mean over the held-out types (and seeds), with training seconds:\n\n"
-        f"{summary.to_markdown()}\n\n"
-        f"R²: squared Pearson r of per-gene means (log1p CP10k) against the held-out real "
-        f"stimulated cells, on {genes} (r2_all) and on the top-100 DEGs (Wilcoxon, real "
-        "stimulated vs control); r2_lfc_top_degs: R² of predicted vs real log fold-changes on "
-        "those DEGs (a copy of the control scores 0); r2_var_all: R² of per-gene variances; "
-        "e_distance and mmd (linear kernel, pertpy's definitions): distances between the "
-        "predicted and the real stimulated cells in a 50-component PCA of the real stimulated "
-        "and control cells of the type (lower is better). CGMVAE: predict_perturbation's "
-        "defaults (route expression: each control cell plus its component's measured expression "
-        "response); 'route z' moves the cell's z and decodes one draw, 'route w' decodes the "
-        "component's mean from w (the thesis' route); 'bandwidth b': the default route with "
-        "response_bandwidth=b (the kernel over components through which a held-out type "
-        "borrows its response). scGen: "
-        "pertpy 1.4's Scgen, 200 epochs of batches of 32, on log1p CP10k; CPA: cpa-tools 0.8.8 "
-        "with its Kang tutorial's settings (early stopping); both through benchmarks/_peers.py. "
-        f"scVI latent arithmetic and CGMVAE: {epochs} epochs. Mean ± sd over seeds, then each "
-        "seed.",
+        headline,
+        body,
+        lead=lead,
     )
 
 

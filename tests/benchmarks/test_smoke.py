@@ -15,13 +15,36 @@ pytestmark = pytest.mark.slow
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-PEER_VARIABLES = {"scGen": "SCGMVAE_SCGEN_PYTHON", "CPA": "SCGMVAE_CPA_PYTHON"}
+def _peer_variables() -> dict[str, str]:
+    """Each peer of ``benchmarks/_peers.py`` by label, with the variable naming its Python."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from _peers import PEERS
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return {peer.label: peer.env_var for peer in PEERS.values()}
+
+
+PEER_VARIABLES = _peer_variables()
+MODEL_FREE_ROWS = (
+    "pooled shift",
+    "similarity-weighted shift",
+    "nearest-type shift",
+    "control as prediction",
+    "noise ceiling",
+)
+"""Rows of the perturbation benchmark that need no model: its baselines and the noise ceiling."""
 
 
 SMOKE_OUTPUT = {
     # GMVAE with the condition as its batch covariate is scored (the toy data have conditions)
     "clustering.py": r"'method': 'GMVAE K, condition as batch', 'seed': 0, 'ari': 0\.\d",
     "semi_supervised.py": None,
+    # a held-out pseudo-donor: CGMVAE, the per-type shift of the other donors and the ceiling
+    "perturbation_donors.py": (
+        r"CGMVAE +0\.\d+(.|\n)*per-type mean shift \(other donors\) +0\.\d+(.|\n)*"
+        r"noise ceiling +0\.\d+"
+    ),
     # our models time the clustering step of the cluster initialisation; scVI has none
     "speed.py": r"'cluster init s': \d+\.\d+.*'method': 'GMVAE \(in memory\)'",
 }
@@ -54,7 +77,7 @@ def test_perturbation_smoke_with_the_peers_set_up_or_not(tmp_path):
     """Peers whose Python is set up run and are scored; the others are skipped with a message.
 
     Without the variables (the README's test command) this checks the skip path; CI sets
-    them to real scGen and CPA environments and checks that both peers run.
+    them to real peer environments and checks that those peers run.
     """
     result = _run_smoke("perturbation.py", tmp_path)
     for label, variable in PEER_VARIABLES.items():
@@ -66,36 +89,69 @@ def test_perturbation_smoke_with_the_peers_set_up_or_not(tmp_path):
     assert "'method': 'scVI latent arithmetic'" in result.stdout
 
 
+def test_perturbation_smoke_scores_the_baselines_and_the_ceiling(tmp_path):
+    """The model-free rows are scored beside the models, with the calibrated scores, and the
+    figure is drawn (into a temporary folder: smoke runs write nothing)."""
+    env = {variable: "" for variable in PEER_VARIABLES.values()}
+    result = _run_smoke("perturbation.py", tmp_path, env=env)
+    for row in MODEL_FREE_ROWS:
+        assert f"'method': '{row}'" in result.stdout, result.stdout[-3000:]
+    # every score of evaluate_perturbation, and the control-split ones, reach the rows
+    for score in (
+        "pcc_delta_top_degs",
+        "pcc_type_specific_top_degs",
+        "r2_lfc_top_degs_ctrl_split",
+    ):
+        assert f"'{score}': " in result.stdout
+    assert re.search(r"- \S.*: nearest .* \(r = 0\.\d+\); weights", result.stdout)
+    assert "figure written" in result.stdout
+
+
 def test_perturbation_bandwidth_smoke_runs_only_those_rows(tmp_path):
     result = _run_smoke("perturbation.py", tmp_path, "--bandwidths", "0.1", "0.5")
     for bandwidth in ("0.1", "0.5"):
         assert f"'method': 'CGMVAE, bandwidth {bandwidth}'" in result.stdout
     assert "scVI latent arithmetic" not in result.stdout
     assert "'method': 'CGMVAE route z'" not in result.stdout
+    assert "'method': 'pooled shift'" not in result.stdout
 
 
 def test_perturbation_smoke_without_peers(tmp_path):
     env = {variable: "" for variable in PEER_VARIABLES.values()}
     result = _run_smoke("perturbation.py", tmp_path, env=env)
-    assert "scGen skipped" in result.stdout and "CPA skipped" in result.stdout
+    for label in ("scGen", "CPA", "trVAE", "scPRAM"):
+        assert f"{label} skipped" in result.stdout
     assert "e_distance" in result.stdout  # the distribution scores are reported
 
 
 def test_perturbation_benchmark_reads_the_full_data_file(tmp_path):
-    # a stand-in for the public kang_2018.h5ad in pertpy's layout (conditions in obs["label"],
-    # counts in layers["counts"]): the benchmark must find it locally, without downloading
-    import scanpy as sc
-
+    # a stand-in for kang_ifnb_6donors.h5ad in $SCGMVAE_DATA_DIR: --full reads it (never the
+    # network) and holds out the types with at least 150 stimulated cells, here CD14 Mono only
     import scgmvae
 
     adata = scgmvae.datasets.kang_subset()
-    adata.obs["label"] = adata.obs.pop("condition").map({"control": "ctrl", "stimulated": "stim"})
-    adata.layers["counts"] = adata.X.copy()
-    sc.pp.normalize_total(adata)
-    sc.pp.log1p(adata)
-    adata.write_h5ad(tmp_path / "kang_2018.h5ad")
-    result = _run_smoke("perturbation.py", tmp_path, "--full")
-    assert "CGMVAE route w" in result.stdout
+    adata.obs["donor"] = "1015"
+    adata.write_h5ad(tmp_path / "kang_ifnb_6donors.h5ad")
+    env = {variable: "" for variable in PEER_VARIABLES.values()}
+    result = _run_smoke("perturbation.py", tmp_path, "--full", env=env)
+    assert "held-out types: ['CD14 Mono']" in result.stdout
+    assert "'cell_type': 'CD14 Mono'" in result.stdout and "CGMVAE route w" in result.stdout
+
+
+@pytest.mark.parametrize("data_dir", ["", "empty"])
+def test_perturbation_full_without_the_file_names_the_variable_and_the_file(tmp_path, data_dir):
+    env = {**os.environ, "SCGMVAE_DATA_DIR": str(tmp_path) if data_dir else ""}
+    result = subprocess.run(
+        [sys.executable, "perturbation.py", "--smoke", "--full"],
+        cwd=BENCHMARKS,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode != 0
+    assert "kang_ifnb_6donors.h5ad not found" in result.stderr
+    assert "SCGMVAE_DATA_DIR" in result.stderr
 
 
 def test_integration_smoke_on_a_stand_in(tmp_path):

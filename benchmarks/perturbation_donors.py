@@ -1,0 +1,194 @@
+"""Held-out donors: predict a new patient's stimulated cells from its control cells.
+
+On the full-size Kang data (``kang_ifnb_6donors.h5ad`` from ``$SCGMVAE_DATA_DIR``, 2,000 HVGs),
+each of the six donors is left out in turn: the model trains on every cell except that donor's
+stimulated cells (its control cells stay in, as a new sample's control cells would be
+measured), then predicts the donor's stimulated cells from its control cells. Each cell type
+with at least ``MIN_STIMULATED_CELLS`` stimulated cells in the donor is scored on its own with
+``scgmvae.tl.evaluate_perturbation``. Rows, on the same folds and seeds:
+
+- CGMVAE with the donor as its batch covariate, ``predict_perturbation``'s defaults;
+- the per-type mean shift: the donor's control cells of the type plus the type's mean response
+  (stimulated - control, log1p CP10k) in the other donors, without any model;
+- pertpy's scGen through ``benchmarks/_peers.py`` (skipped with a message when its Python is not
+  set up);
+- the donor's control cells, and the split-half noise ceiling of the donor's real stimulated
+  cells (``scgmvae.tl.noise_ceiling``).
+
+    python benchmarks/perturbation_donors.py --max-epochs 100 --seeds 1
+    python benchmarks/perturbation_donors.py --smoke   # 832-cell file, two pseudo-donors (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import _cache
+import numpy as np
+import pandas as pd
+import scvi
+from _baselines import Responses
+from _common import kang, mean_sd, setup_threads, write_section
+from _peers import PEERS, run_peer, skip_message
+
+import scgmvae
+
+CONDITION, CTRL, STIM, LABEL, DONOR = "condition", "control", "stimulated", "cell_type", "donor"
+MIN_STIMULATED_CELLS = 30
+"""Cell types of a donor with fewer stimulated cells are not scored (too few for their DEGs)."""
+NOISE_CEILING_SPLITS = 3
+HEADLINE = ("r2_top_degs", "r2_lfc_top_degs", "pcc_delta_top_degs", "e_distance")
+SCGMVAE_SOURCE = _cache.source_digest(Path(scgmvae.__file__).parent)
+SMOKE_DONORS = 2
+"""The smoke run splits the 832 cells (which have no donors) into this many pseudo-donors."""
+
+
+def _cgmvae(train, control, seed: int, max_epochs: int, key: str):
+    def run():
+        scvi.settings.seed = seed
+        scgmvae.model.CGMVAE.setup_anndata(
+            train, condition_key=CONDITION, labels_key=LABEL, batch_key=DONOR
+        )
+        model = scgmvae.model.CGMVAE(train)
+        start = time.perf_counter()
+        model.train(max_epochs=max_epochs, enable_progress_bar=False)
+        predicted = model.predict_perturbation(control, target_condition=STIM)
+        predicted.uns["train_seconds"] = time.perf_counter() - start
+        return predicted
+
+    return _cache.cached(
+        _cache.digest("CGMVAE donors", key, seed, max_epochs, SCGMVAE_SOURCE), run
+    )
+
+
+def _peers(train, control, seed: int, smoke: bool, key: str) -> dict:
+    predictions = {}
+    for name, peer in PEERS.items():
+        if name != "scgen":  # the donor benchmark compares with scGen only (issue 23)
+            continue
+        predicted = _cache.cached(
+            _cache.digest(name, "donors", key, seed, smoke, peer.script),
+            lambda name=name: run_peer(name, train, control, seed=seed, smoke=smoke),
+        )
+        if predicted is None:
+            print(skip_message(name), flush=True)
+            continue
+        predictions[peer.label] = predicted
+    return predictions
+
+
+def run_fold(adata, donor: str, seed: int, max_epochs: int, smoke: bool) -> list[dict]:
+    """Scores of every method for each scored cell type of one held-out donor."""
+    of_donor = adata.obs[DONOR] == donor
+    held_out = of_donor & (adata.obs[CONDITION] == STIM)
+    train = adata[~held_out].copy()
+    control = adata[of_donor & (adata.obs[CONDITION] == CTRL)].copy()
+    stimulated = adata[held_out].copy()
+    key = _cache.data_digest(train, control)
+    predictions = {"CGMVAE": _cgmvae(train, control, seed, max_epochs, key)}
+    predictions.update(_peers(train, control, seed, smoke, key))
+    other_donors = train[train.obs[DONOR] != donor]
+    rows = []
+    counts = stimulated.obs[LABEL].value_counts()
+    for cell_type in sorted(counts.index[counts >= MIN_STIMULATED_CELLS]):
+        real = stimulated[stimulated.obs[LABEL] == cell_type]
+        in_type = (control.obs[LABEL] == cell_type).to_numpy()
+        if not in_type.any():
+            continue
+        type_control = control[in_type]
+        degs = scgmvae.tl.top_degs(real, type_control, n_genes=100)
+        responses = Responses(other_donors, type_control)
+        methods = {name: predicted[in_type] for name, predicted in predictions.items()}
+        methods["per-type mean shift (other donors)"] = responses.shifted(
+            responses.responses.loc[cell_type].to_numpy()
+        )
+        common = {"donor": donor, "cell_type": cell_type, "seed": seed}
+        for method, predicted in methods.items():
+            scores = scgmvae.tl.evaluate_perturbation(predicted, real, type_control, degs=degs)
+            rows.append({**common, "method": method, **scores.loc["prediction"].to_dict()})
+        rows.append({**common, "method": "control", **scores.loc["control"].to_dict()})
+        ceiling = scgmvae.tl.noise_ceiling(
+            real, type_control, n_splits=NOISE_CEILING_SPLITS, seed=seed, degs=degs
+        )
+        rows.append({**common, "method": "noise ceiling", **ceiling.loc["prediction"].to_dict()})
+    return rows
+
+
+def _tables(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per type (mean over donors, each seed's donor mean listed) and the wins per type."""
+    by_seed = frame.groupby(["cell_type", "method", "seed"])[list(HEADLINE)].mean()
+    per_type = by_seed.groupby(level=["cell_type", "method"]).agg(
+        {metric: lambda v: mean_sd(v) for metric in HEADLINE}
+    )
+    means = by_seed.groupby(level=["cell_type", "method"]).mean()["r2_lfc_top_degs"].unstack()
+    rivals = [m for m in means.columns if m not in ("CGMVAE", "control", "noise ceiling")]
+    wins = pd.DataFrame(
+        {
+            "CGMVAE LFC R²": means["CGMVAE"],
+            "best other (LFC R²)": means[rivals].max(1),
+            "CGMVAE ahead": means["CGMVAE"] > means[rivals].max(1),
+            "noise ceiling": means["noise ceiling"],
+        }
+    )
+    return per_type, wins
+
+
+def _smoke_data():
+    """The 832 cells with two pseudo-donors (every other cell), on 200 HVGs."""
+    adata = kang(n_top_genes=200)
+    adata.obs[DONOR] = np.where(np.arange(adata.n_obs) % SMOKE_DONORS == 0, "d0", "d1")
+    return adata
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny run that checks the code")
+    parser.add_argument("--max-epochs", type=int, default=100)
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--donors", nargs="*", default=None)
+    args = parser.parse_args()
+    setup_threads()
+    if args.smoke:
+        os.environ[_cache.CACHE_ENV] = "0"  # smoke runs check the code and keep nothing
+        adata, epochs, seeds = _smoke_data(), 2, range(1)
+    else:
+        adata, epochs, seeds = kang(full=True), args.max_epochs, range(args.seeds)
+    donors = args.donors or sorted(adata.obs[DONOR].astype(str).unique())
+    if args.smoke:
+        donors = donors[:1]
+    rows = []
+    for donor in donors:
+        for seed in seeds:
+            fold = run_fold(adata, donor, seed, epochs, args.smoke)
+            rows.extend(fold)
+            columns = ["donor", "cell_type", "method", *HEADLINE]
+            print(pd.DataFrame(fold)[columns].round(3).to_string(), flush=True)
+    per_type, wins = _tables(pd.DataFrame(rows))
+    if args.smoke:
+        print(per_type.to_string(), wins.to_string(), sep="\n\n")
+        return
+    options = f" --donors {' '.join(args.donors)}" if args.donors else ""
+    write_section(
+        "perturbation_donors",
+        "Held-out donors (Kang full data, 2,000 HVGs)",
+        f"python benchmarks/perturbation_donors.py --max-epochs {epochs} "
+        f"--seeds {len(seeds)}{options}",
+        per_type,
+        "Each cell type: mean over the held-out donors in which it has at least "
+        f"{MIN_STIMULATED_CELLS} stimulated cells, mean ± sd over seeds (each seed's donor "
+        "mean listed). Whether CGMVAE is ahead of every other method on LFC R², per type:\n\n"
+        f"{wins.round(3).to_markdown()}\n\n"
+        "The model trains on every cell but the held-out donor's stimulated cells, with the "
+        "donor as its batch covariate, and predicts them from the donor's control cells. "
+        "Per-type mean shift: the donor's control cells plus the type's mean response in the "
+        "other donors (log1p CP10k). Noise ceiling: half of the donor's real stimulated cells "
+        f"of the type predicting the other half ({NOISE_CEILING_SPLITS} splits). Scores as in "
+        "the perturbation sections; e_distance is lower-better.",
+    )
+
+
+if __name__ == "__main__":
+    main()
