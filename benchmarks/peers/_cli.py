@@ -94,6 +94,17 @@ def read_inputs(args: argparse.Namespace) -> tuple[anndata.AnnData, anndata.AnnD
     return train, control
 
 
+def read_dense_log_normalized(
+    args: argparse.Namespace,
+) -> tuple[anndata.AnnData, anndata.AnnData]:
+    """The training and control cells of :func:`read_inputs` in log1p CP10k, as dense arrays
+    (for the peers whose networks take dense log-normalised input)."""
+    train, control = read_inputs(args)
+    train, control = log_normalize(train), log_normalize(control)
+    train.X, control.X = dense(train.X), dense(control.X)
+    return train, control
+
+
 def dense(matrix) -> np.ndarray:
     """A dense float32 copy of a (sparse) matrix."""
     array = matrix.toarray() if sparse.issparse(matrix) else np.asarray(matrix)

@@ -28,9 +28,8 @@ from _cli import (
     dense,
     hide_own_folder,
     limit_threads,
-    log_normalize,
     parser,
-    read_inputs,
+    read_dense_log_normalized,
     seed_everything,
     write_prediction,
 )
@@ -80,9 +79,7 @@ def main() -> None:
     from scpram import models
 
     torch.set_num_threads(args.threads)
-    train, control = read_inputs(args)
-    train, control = log_normalize(train), log_normalize(control)
-    train.X, control.X = dense(train.X), dense(control.X)
+    train, control = read_dense_log_normalized(args)
     model = models.SCPRAM(input_dim=train.n_vars, device=torch.device("cpu"))
     model = model.to(model.device)
     with Timer() as timer:

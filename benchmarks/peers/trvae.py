@@ -24,12 +24,10 @@ from __future__ import annotations
 from _cli import (
     SMOKE_EPOCHS,
     Timer,
-    dense,
     hide_own_folder,
     limit_threads,
-    log_normalize,
     parser,
-    read_inputs,
+    read_dense_log_normalized,
     seed_everything,
     write_prediction,
 )
@@ -84,9 +82,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    train, control = read_inputs(args)
-    train, control = log_normalize(train), log_normalize(control)
-    train.X, control.X = dense(train.X), dense(control.X)
+    train, control = read_dense_log_normalized(args)
     train.obs[args.condition_key] = train.obs[args.condition_key].astype(str)
     conditions = sorted(set(train.obs[args.condition_key]))
     model = sca.models.TRVAE(
