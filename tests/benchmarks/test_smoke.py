@@ -107,6 +107,13 @@ def test_perturbation_smoke_scores_the_baselines_and_the_ceiling(tmp_path):
     assert "figure written" in result.stdout
 
 
+def test_perturbation_smoke_in_scperturbench_protocol(tmp_path):
+    """scPerturBench's protocol (5,000 HVGs, t-test DEGs) runs and is scored."""
+    env = {variable: "" for variable in PEER_VARIABLES.values()}
+    result = _run_smoke("perturbation.py", tmp_path, "--scperturbench", env=env)
+    assert re.search(r"'method': 'CGMVAE', .*'pcc_delta_top_degs': 0\.\d", result.stdout)
+
+
 def test_perturbation_bandwidth_smoke_runs_only_those_rows(tmp_path):
     result = _run_smoke("perturbation.py", tmp_path, "--bandwidths", "0.1", "0.5")
     for bandwidth in ("0.1", "0.5"):
