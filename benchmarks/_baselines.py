@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from scgmvae.tl import log_normalize
+from scgmvae.tl import log_normalize, type_responses
 
 SIMILARITY_TEMPERATURE = 0.05
 """Temperature of the softmax over the Pearson r of control means: a type whose control mean
@@ -62,27 +62,20 @@ class Responses:
         stim: str = "stimulated",
         label_key: str = "cell_type",
     ):
+        self.responses = type_responses(train, condition_key, ctrl, stim, label_key)
+        self.types = list(self.responses.index)
+        self.control_x = _dense(log_normalize(control).X)
+        self.control = control
         x = _dense(log_normalize(train).X)
         conditions = train.obs[condition_key].astype(str).to_numpy()
         labels = train.obs[label_key].astype(str).to_numpy()
-        types = [
-            t
-            for t in dict.fromkeys(labels)
-            if ((labels == t) & (conditions == ctrl)).any()
-            and ((labels == t) & (conditions == stim)).any()
-        ]
-        self.control_x = _dense(log_normalize(control).X)
-        self.control = control
-        ctrl_means = np.stack([x[(labels == t) & (conditions == ctrl)].mean(0) for t in types])
-        stim_means = np.stack([x[(labels == t) & (conditions == stim)].mean(0) for t in types])
-        self.types = types
-        self.responses = pd.DataFrame(
-            stim_means - ctrl_means, index=types, columns=train.var_names
+        ctrl_means = np.stack(
+            [x[(labels == t) & (conditions == ctrl)].mean(0) for t in self.types]
         )
         # Pearson r of each type's control mean with the held-out type's, over the genes
         held_out = self.control_x.mean(0)
         self.similarity = pd.Series(
-            [np.corrcoef(held_out, mean)[0, 1] for mean in ctrl_means], index=types
+            [np.corrcoef(held_out, mean)[0, 1] for mean in ctrl_means], index=self.types
         )
 
     @property

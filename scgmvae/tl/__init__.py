@@ -10,7 +10,13 @@ from ._distances import (
 from ._embed import embed
 from ._expression import log_normalize
 from ._leiden import leiden_clusters, leiden_guided_train
-from ._perturbation import evaluate_perturbation, noise_ceiling, pooled_response, top_degs
+from ._perturbation import (
+    evaluate_perturbation,
+    noise_ceiling,
+    pooled_response,
+    top_degs,
+    type_responses,
+)
 
 __all__ = [
     "clustering_scores",
@@ -29,4 +35,5 @@ __all__ = [
     "scaled_energy_distance",
     "shared_pca",
     "top_degs",
+    "type_responses",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Literal
 
@@ -199,11 +200,31 @@ def shared_pca(reference, *others, n_comps: int = N_COMPS) -> list[np.ndarray]:
         if other.shape[1] != reference.shape[1]:
             raise ValueError("All cells must have the same genes as the reference.")
     n_comps = max(1, min(n_comps, len(reference) - 1, reference.shape[1]))
-    mean = reference.mean(0)
-    # the right singular vectors of the centred reference are its principal axes
-    _, _, axes = np.linalg.svd(reference - mean, full_matrices=False)
-    axes = axes[:n_comps].T
+    mean, axes = _principal_axes(reference, n_comps)
     return [(cells - mean) @ axes for cells in (reference, *others)]
+
+
+# the principal axes of the last few references: scoring several predictions against the same
+# real cells would otherwise repeat the same SVD, the slowest step of a score
+_AXES_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+_AXES_CACHE_SIZE = 4
+
+
+def _principal_axes(reference: np.ndarray, n_comps: int) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's gene means and its first ``n_comps`` principal axes (genes x comps)."""
+    key = (
+        reference.shape,
+        n_comps,
+        hashlib.blake2b(np.ascontiguousarray(reference).data, digest_size=16).hexdigest(),
+    )
+    if key not in _AXES_CACHE:
+        mean = reference.mean(0)
+        # the right singular vectors of the centred reference are its principal axes
+        _, _, axes = np.linalg.svd(reference - mean, full_matrices=False)
+        if len(_AXES_CACHE) >= _AXES_CACHE_SIZE:
+            _AXES_CACHE.pop(next(iter(_AXES_CACHE)))
+        _AXES_CACHE[key] = (mean, axes[:n_comps].T.copy())
+    return _AXES_CACHE[key]
 
 
 def perturbation_distances(

@@ -312,23 +312,19 @@ def noise_ceiling(
     return pd.concat(splits).groupby(level=0, sort=False).mean()
 
 
-def pooled_response(
+def type_responses(
     adata: AnnData,
     condition_key: str,
     control: str,
     stimulated: str,
     cell_type_key: str,
     exclude: str | Sequence[str] | None = None,
-) -> pd.Series:
-    """The mean response of cell types to a perturbation, pooled over the types.
+) -> pd.DataFrame:
+    """The response of each cell type to a perturbation.
 
-    For each cell type with cells under both conditions, the response is the per-gene mean
-    of its stimulated cells minus that of its control cells, in log1p(CP10k) (counts are
-    normalised on a copy); the pooled response is the mean of these over the types, each type
-    weighted alike whatever its number of cells. Subtracting it from a type's own response
-    leaves the part specific to that type (see ``pooled_response`` of
-    :func:`evaluate_perturbation`); added to control cells it is the model-free "trainMean"
-    prediction.
+    For each cell type with cells under both conditions, the response is the per-gene mean of
+    its stimulated cells minus that of its control cells, in log1p(CP10k) (counts are
+    normalised on a copy). Types with cells under one condition only are left out.
 
     Parameters
     ----------
@@ -348,7 +344,8 @@ def pooled_response(
 
     Returns
     -------
-    The pooled response per gene, indexed by ``adata.var_names``.
+    Types x genes (in the order the types first appear in ``adata.obs``), columns
+    ``adata.var_names``.
     """
     conditions = adata.obs[condition_key].astype(str)
     for label in (control, stimulated):
@@ -356,17 +353,43 @@ def pooled_response(
             raise ValueError(f"No cells have {condition_key}={label!r}.")
     types = adata.obs[cell_type_key].astype(str)
     excluded = {exclude} if isinstance(exclude, str) else set(exclude or ())
-    responses = []
+    responses = {}
     for cell_type in types.unique():
         if cell_type in excluded:
             continue
         in_stimulated = ((types == cell_type) & (conditions == stimulated)).to_numpy()
         in_control = ((types == cell_type) & (conditions == control)).to_numpy()
         if in_stimulated.any() and in_control.any():
-            responses.append(gene_means(adata[in_stimulated]) - gene_means(adata[in_control]))
+            responses[cell_type] = gene_means(adata[in_stimulated]) - gene_means(adata[in_control])
     if not responses:
         raise ValueError(
             f"No cell type outside {sorted(excluded)} has cells under both {control!r} and "
             f"{stimulated!r}."
         )
-    return pd.Series(np.mean(responses, axis=0), index=adata.var_names.copy(), name="response")
+    return pd.DataFrame.from_dict(responses, orient="index", columns=adata.var_names.copy())
+
+
+def pooled_response(
+    adata: AnnData,
+    condition_key: str,
+    control: str,
+    stimulated: str,
+    cell_type_key: str,
+    exclude: str | Sequence[str] | None = None,
+) -> pd.Series:
+    """The mean response of cell types to a perturbation, pooled over the types.
+
+    The mean of :func:`type_responses` over the types, each type weighted alike whatever its
+    number of cells. Subtracting it from a type's own response leaves the part specific to that
+    type (see ``pooled_response`` of :func:`evaluate_perturbation`); added to control cells it
+    is the model-free "trainMean" prediction. The parameters are those of
+    :func:`type_responses`.
+
+    Returns
+    -------
+    The pooled response per gene, indexed by ``adata.var_names``.
+    """
+    responses = type_responses(
+        adata, condition_key, control, stimulated, cell_type_key, exclude=exclude
+    )
+    return responses.mean(0).rename("response")

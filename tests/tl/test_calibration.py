@@ -99,6 +99,11 @@ def test_the_pooled_response_by_hand():
         ),
     )
     adata.var_names = ["g0", "g1", "g2"]
+    responses = scgmvae.tl.type_responses(adata, "condition", "ctrl", "stim", "type", "C")
+    # D has control cells only, so no response; the types keep their order of appearance
+    assert list(responses.index) == ["A", "B"]
+    assert list(responses.columns) == ["g0", "g1", "g2"]
+    np.testing.assert_allclose(responses.to_numpy(), [[1.0, 0.0, 2.0], [3.0, 2.0, 0.0]])
     pooled = scgmvae.tl.pooled_response(adata, "condition", "ctrl", "stim", "type", exclude="C")
     assert list(pooled.index) == ["g0", "g1", "g2"]
     # A: (3, 1, 3) - (2, 1, 1) = (1, 0, 2); B: (3, 2.5, 0) - (0, 0.5, 0) = (3, 2, 0); each

@@ -141,6 +141,30 @@ def test_shared_pca_is_fitted_on_the_reference_only():
     assert np.allclose(shared_pca(reference, other * 3)[0], ref_pcs)
 
 
+def test_shared_pca_reuses_the_axes_of_the_same_reference_only(monkeypatch):
+    import scgmvae.tl._distances as distances
+
+    svds = []
+    svd = np.linalg.svd
+    monkeypatch.setattr(distances.np.linalg, "svd", lambda *a, **k: svds.append(1) or svd(*a, **k))
+    monkeypatch.setattr(distances, "_AXES_CACHE", {})
+    rng = np.random.default_rng(3)
+    reference, other = rng.normal(size=(20, 8)), rng.normal(size=(6, 8))
+    first = shared_pca(reference, other, n_comps=3)
+    again = shared_pca(reference.copy(), other, n_comps=3)
+    assert len(svds) == 1  # equal values: one SVD
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    changed = reference.copy()
+    changed[0, 0] += 1.0
+    moved = shared_pca(changed, other, n_comps=3)
+    assert len(svds) == 2  # one changed value: new axes
+    assert not np.allclose(moved[1], first[1])
+    for _ in range(distances._AXES_CACHE_SIZE + 2):  # the cache stays bounded
+        shared_pca(rng.normal(size=(20, 8)), n_comps=3)
+    assert len(distances._AXES_CACHE) == distances._AXES_CACHE_SIZE
+
+
 def test_perturbation_distances_score_a_perfect_prediction_zero():
     rng = np.random.default_rng(2)
     genes = [f"g{i}" for i in range(8)]
