@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmarks: data, baselines and the results table in docs/."""
+"""Shared pieces of the benchmarks: data, baselines and the results pages in docs/."""
 
 from __future__ import annotations
 
@@ -16,7 +16,27 @@ import torch
 import scgmvae
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "docs" / "benchmarks.md"
+DOCS = ROOT / "docs"
+RESULTS = DOCS / "benchmarks"
+"""The folder of the results pages, one per task (:data:`SECTION_PAGES`); their overview is
+docs/benchmarks.md."""
+STATIC = DOCS / "_static"
+"""The folder of the pages' figures."""
+SECTION_PAGES = {
+    "perturbation": "perturbation",
+    "de": "perturbation",
+    "generation": "perturbation",
+    "clustering": "clustering",
+    "cluster_init": "clustering",
+    "semi_supervised": "clustering",
+    "integration": "integration",
+    "label_transfer": "integration",
+    "speed": "speed",
+    "scale": "speed",
+    "optimizer": "speed",
+}
+"""The results page (``docs/benchmarks/<page>.md``) of each section, by the start of its name: a
+section belongs to a prefix that is its name or begins it followed by ``_``."""
 
 
 def setup_threads() -> None:
@@ -85,30 +105,69 @@ def machine() -> str:
 
 
 def mean_sd(values, per_seed_format: str = ".3f") -> str:
-    """Mean ± sd over seeds, then the value of each seed in order."""
+    """Mean ± sd over seeds, then the value of each seed in order; empty for a method without
+    the score (all values missing)."""
     values = np.asarray(values, dtype=float)
+    if np.isnan(values).all():
+        return ""
     sd = values.std(ddof=1) if len(values) > 1 else 0.0
     per_seed = ", ".join(f"{v:{per_seed_format}}" for v in values)
     return f"{values.mean():.3f} ± {sd:.3f} ({per_seed})"
 
 
+def section_page(name: str) -> Path:
+    """The results page that holds section ``name`` (:data:`SECTION_PAGES`).
+
+    Raises
+    ------
+    ValueError
+        If no prefix of :data:`SECTION_PAGES` matches ``name``; the message names the pages and
+        their prefixes.
+    """
+    for prefix, page in SECTION_PAGES.items():
+        if name == prefix or name.startswith(f"{prefix}_"):
+            return RESULTS / f"{page}.md"
+    pages = {
+        page: [prefix for prefix, of in SECTION_PAGES.items() if of == page]
+        for page in dict.fromkeys(SECTION_PAGES.values())
+    }
+    listing = "; ".join(
+        f"{(RESULTS / f'{page}.md').relative_to(ROOT)}: {', '.join(prefixes)}"
+        for page, prefixes in pages.items()
+    )
+    raise ValueError(
+        f"Section {name!r} belongs to no results page. A section's name must start with the "
+        f"prefix of its page ({listing}); add a prefix to SECTION_PAGES in "
+        "benchmarks/_common.py for a new kind of section."
+    )
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    """``text`` with the block between ``<!-- name:start -->`` and ``<!-- name:end -->``
+    replaced by ``body`` (which carries both markers), or with ``body`` appended."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start in text:
+        return re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: body, text, flags=re.S)
+    return text.rstrip() + "\n\n" + body + "\n"
+
+
 def write_section(
     name: str, title: str, command: str, table: pd.DataFrame, notes: str = "", lead: str = ""
 ) -> None:
-    """Replace the section ``name`` of docs/benchmarks.md with a fresh table; ``lead`` (e.g. a
-    figure) comes right below the title."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    """Replace the section ``name`` of its results page (:func:`section_page`) with a fresh
+    table, or append it; ``lead`` (e.g. a figure) comes right below the title. Then redraw
+    the page's headline figure and table if they summarise this section (``_figures.py``)."""
+    import _figures  # here, so that only runs that write a page import matplotlib
+
+    page = section_page(name)
     lead = f"{lead.strip()}\n\n" if lead else ""
     body = (
-        f"{start}\n## {title}\n\n{lead}```bash\n{command}\n```\n\nMachine: {machine()}.\n\n"
-        f"{table.to_markdown()}\n\n{notes}\n{end}"
+        f"<!-- {name}:start -->\n## {title}\n\n{lead}```bash\n{command}\n```\n\n"
+        f"Machine: {machine()}.\n\n{table.to_markdown()}\n\n{notes}\n<!-- {name}:end -->"
     )
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
-    if start in text:
-        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: body, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + body + "\n"
-    RESULTS.write_text(text)
+    text = page.read_text() if page.exists() else f"# {page.stem.capitalize()}\n"
+    page.write_text(replace_block(text, name, body))
+    _figures.refresh(name)
 
 
 def scvi_latent_arithmetic(

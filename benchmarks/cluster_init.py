@@ -10,7 +10,7 @@ change the result, or whether the pre-trained latent space limits it. A second m
 same seed starts from the other clustering the default weighs (plain k-means, or k-means into
 twice as many clusters whose centres Ward's linkage merges), so that both starts are scored.
 
-    python benchmarks/cluster_init.py --dataset pbmc68k --seeds 5   # -> docs/benchmarks.md
+    python benchmarks/cluster_init.py --dataset pbmc68k --seeds 5   # -> clustering page
     python benchmarks/cluster_init.py --dataset kang --model CGMVAE --seeds 3
     python benchmarks/cluster_init.py --smoke                        # toy data, CI
 """

@@ -11,7 +11,7 @@ defaults: log1p CP10k for counts, 50 PCs, 15 neighbours, resolution 1), Leiden o
 space of scVI, and the second seed report's autoencoder, beta-VAE and beta-VSC with k-means.
 Labels are never shown to any method; scores from ``scgmvae.tl.clustering_scores``.
 
-    python benchmarks/clustering.py            # 3 datasets x 3 seeds -> docs/benchmarks.md
+    python benchmarks/clustering.py            # 3 data sets x 3 seeds -> clustering page
     python benchmarks/clustering.py --smoke    # toy data, 1 seed, 2 epochs (CI)
 
 Clusters are kept in ``benchmarks/.cache`` (``_cache.py``), so runs over disjoint
@@ -176,8 +176,8 @@ def main() -> None:
     parser.add_argument("--methods", nargs="*", choices=METHODS, default=list(METHODS))
     parser.add_argument(
         "--section",
-        help="name of the docs/benchmarks.md section to write, for a run that should not "
-        "replace the main table (such as a subset of the methods)",
+        help="name of the section of docs/benchmarks/clustering.md to write, for a run that "
+        "should not replace the main table (such as a subset of the methods)",
     )
     args = parser.parse_args()
     setup_threads()

@@ -9,7 +9,7 @@
    strongest Wilcoxon genes of the real cells CGMVAE's and scVI's ``differential_expression``
    rank in their top 100, under several rankings.
 
-    python benchmarks/integration.py            # 3 seeds -> docs/benchmarks.md
+    python benchmarks/integration.py            # 3 seeds -> integration page (DE: perturbation)
     python benchmarks/integration.py --smoke --data stand_in.h5ad    # tiny, writes nothing
 
 Parts 1 and 2 need scib-metrics and harmonypy (``pip install scib-metrics harmonypy``); in

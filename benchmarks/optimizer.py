@@ -7,7 +7,7 @@ cells (1 draw per cell, and 10 averaged), score top-100-DEG R² and LFC R². Eac
 JSON line to ``--output``; ``--table`` reads the lines of every stack and writes the section.
 
     python benchmarks/optimizer.py --output optimizer.jsonl        # in each stack's venv
-    python benchmarks/optimizer.py --table optimizer.jsonl         # -> docs/benchmarks.md
+    python benchmarks/optimizer.py --table optimizer.jsonl         # -> docs/benchmarks/speed.md
 """
 
 from __future__ import annotations

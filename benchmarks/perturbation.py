@@ -41,6 +41,7 @@ from pathlib import Path
 
 import _baselines
 import _cache
+import _pseudobulk
 import numpy as np
 import pandas as pd
 import scvi
@@ -57,6 +58,8 @@ from _peers import PEERS, run_peer, skip_message
 import scgmvae
 
 CONDITION, CTRL, STIM, LABEL = "condition", "control", "stimulated", "cell_type"
+DONOR = "donor"
+"""Where the full-size data name the donor, the sample of the pseudobulk DE."""
 KEYS = {"condition_key": CONDITION, "ctrl": CTRL, "stim": STIM, "label_key": LABEL}
 CGMVAE_ROWS = {"CGMVAE": {}, "CGMVAE route z": {"route": "z"}, "CGMVAE route w": {"route": "w"}}
 """CGMVAE rows: ``predict_perturbation``'s defaults, and the two routes that decode."""
@@ -271,6 +274,15 @@ def run_one(
             **scores.loc["prediction"],
             "train_seconds": predicted.uns["train_seconds"],
         }
+    if DONOR in adata.obs and not bandwidths:
+        # predictions with counts (the decoding routes): do their pseudobulk DEGs find the real?
+        real = set(_pseudobulk.pseudobulk_top_degs(stimulated, control, DONOR))
+        for method, predicted in predictions.items():
+            if _pseudobulk.has_counts(predicted):
+                found = _pseudobulk.pseudobulk_top_degs(
+                    predicted, control, DONOR, stimulated_layer=_pseudobulk.COUNTS_LAYER
+                )
+                rows[method]["overlap_pseudobulk_degs"] = len(real.intersection(found)) / len(real)
     rows[CONTROL_ROW] = {**scores.loc["control"], "train_seconds": 0.0}
     if not bandwidths:
         rows[CEILING_ROW] = {
@@ -345,9 +357,11 @@ def figure(frame: pd.DataFrame, path: Path, title: str) -> None:
     fig, axes = plt.subplots(
         1,
         len(metrics),
-        figsize=(5.2 * len(metrics) + 1.5, 0.55 * len(rows) + 1.6),
+        # narrow enough to be read at the width of a docs page; the legend goes below
+        figsize=(3.9 * len(metrics) + 1.3, 0.5 * len(rows) + 2.2),
         sharey=True,
         squeeze=False,
+        layout="constrained",
     )
     offsets = dict(zip(methods, np.linspace(-0.28, 0.28, len(methods)), strict=True))
     for ax, metric in zip(axes[0], metrics, strict=True):
@@ -380,7 +394,8 @@ def figure(frame: pd.DataFrame, path: Path, title: str) -> None:
                             marker="|",
                         )
         ax.axhline(len(types) - 0.5, color="black", lw=0.8)
-        ax.set_title(FIGURE_METRICS[metric], fontsize=10)
+        ax.set_title(FIGURE_METRICS[metric], fontsize=11)
+        ax.tick_params(labelsize=11)
         ax.grid(axis="x", color="#dddddd", lw=0.6)
         ax.set_axisbelow(True)
         for side in ("top", "right"):
@@ -405,9 +420,8 @@ def figure(frame: pd.DataFrame, path: Path, title: str) -> None:
         for m in methods
     ]
     handles.append(Line2D([], [], color="black", lw=2.5, label="noise ceiling (split half)"))
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    fig.suptitle(title, fontsize=11, x=0.02, ha="left")
-    fig.tight_layout()
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False, fontsize=11)
+    fig.suptitle(title, fontsize=11.5, x=0.01, ha="left")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(fig)
@@ -504,7 +518,7 @@ def main() -> None:
 
 
 def _write(frame, adata, args, cell_types, seeds, epochs, similarity) -> None:
-    """The section of docs/benchmarks.md for the rows so far (and its figure)."""
+    """The section of docs/benchmarks/perturbation.md for the rows so far (and its figure)."""
     headline, summary, per_type = _tables(frame)
     deg_test = SCPERTURBENCH_DEG_TEST if args.scperturbench else DEG_TEST
     done = list(dict.fromkeys(frame["cell_type"]))
@@ -538,8 +552,8 @@ def _write(frame, adata, args, cell_types, seeds, epochs, similarity) -> None:
             f"{data}, {genes}: held-out stimulated cells of each type, "
             f"{len(seeds)} seed{'s' * (len(seeds) > 1)}, {epochs} epochs",
         )
-        lead = (
-            f"![Per held-out type, each method's scores with the noise ceiling]({image})\n\n"
+        lead = (  # the image's path is relative to the page, in docs/benchmarks/
+            f"![Per held-out type, each method's scores with the noise ceiling](../{image})\n\n"
             "Per held-out type: each method's score (large dot: mean over seeds; ticks: each "
             "seed), the noise ceiling as a black bar (half of the real stimulated cells "
             "predicting the other half); the bottom row is the mean over the types. Left: R² "
@@ -557,6 +571,9 @@ def _write(frame, adata, args, cell_types, seeds, epochs, similarity) -> None:
         "of the responses on all genes and the top DEGs (scPerturBench's PCC-delta); "
         "sign_accuracy_top_degs: share of the DEGs whose predicted response has the real sign; "
         "overlap_top_degs: share of the real top-100 DEGs among the prediction's own top 100; "
+        "overlap_pseudobulk_degs (predictions with sampled counts, full-size data): the same "
+        "share for a pseudobulk DE of the counts summed per donor (benchmarks/_pseudobulk.py: "
+        "log2 CPM, a moderated paired t over the donors), predicted and real alike; "
         "pcc_type_specific_top_degs: PCC-delta after the pooled response of the other types is "
         "subtracted from both responses; *_ctrl_split: the score with the control cells split "
         "in two at random (the prediction from one half, the responses measured against the "

@@ -8,7 +8,7 @@ repeated to a quarter of each epoch).
 scANVI starts from a scVI model trained for the same number of epochs, with the condition as
 batch key.
 
-    python benchmarks/semi_supervised.py            # 3 fractions x 3 seeds -> docs/benchmarks.md
+    python benchmarks/semi_supervised.py            # 3 fractions x 3 seeds -> clustering page
     python benchmarks/semi_supervised.py --smoke    # 1 fraction, 1 seed, 2 epochs (CI)
 """
 

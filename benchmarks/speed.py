@@ -11,8 +11,8 @@ Two settings:
 - ``--dataset synthetic``: 200,000 cells x 2,000 genes of sparse (CSR) counts written to an
   h5ad, 1 epoch; our models also train from the file opened with ``backed="r"``.
 
-    python benchmarks/speed.py --dataset kang        # -> docs/benchmarks.md, section speed
-    python benchmarks/speed.py --dataset synthetic   # -> docs/benchmarks.md, section scale
+    python benchmarks/speed.py --dataset kang        # -> docs/benchmarks/speed.md, section speed
+    python benchmarks/speed.py --dataset synthetic   # -> docs/benchmarks/speed.md, section scale
     python benchmarks/speed.py --smoke               # tiny synthetic run (CI), writes nothing
 """
 

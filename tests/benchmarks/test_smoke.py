@@ -189,8 +189,9 @@ def _run_smoke(
     env: dict[str, str] | None = None,
     expected: str = "CGMVAE",
 ) -> subprocess.CompletedProcess:
-    table = BENCHMARKS.parent / "docs" / "benchmarks.md"
-    before = table.read_text() if table.exists() else None
+    docs = BENCHMARKS.parent / "docs"
+    pages = [docs / "benchmarks.md", *sorted((docs / "benchmarks").glob("*.md"))]
+    before = {page: page.read_text() for page in pages}
     env = {**os.environ, "SCGMVAE_DATA_DIR": str(data_dir), **(env or {})}
     result = subprocess.run(
         [sys.executable, script, "--smoke", *args],
@@ -202,5 +203,5 @@ def _run_smoke(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert expected in result.stdout
-    assert (table.read_text() if table.exists() else None) == before  # smoke runs write nothing
+    assert {page: page.read_text() for page in pages} == before  # smoke runs write nothing
     return result

@@ -23,7 +23,15 @@ import scgmvae
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+PAGES = [
+    REPO / "README.md",
+    *sorted(
+        page
+        for page in (REPO / "docs").rglob("*.md")
+        if "_build" not in page.relative_to(REPO / "docs").parts
+    ),
+]
+"""The README and every page of the docs, in subfolders too (such as docs/benchmarks/)."""
 BLOCK = re.compile(
     r"(?P<marker>^% example: not run \(.+\)\n)?^```python\n(?P<code>.*?)^```", re.M | re.S
 )
