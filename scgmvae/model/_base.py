@@ -21,6 +21,7 @@ from scgmvae.module._constants import CONDITION_KEY, GeneLikelihood, WPrior
 from scgmvae.train import GMVAEDataSplitter, GMVAETrainingPlan
 
 from .base import ExpressionMixin, GenerationMixin, GMVAETrainingMixin, LatentMixin
+from .base._generation_mixin import log_library_stats
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -29,8 +30,6 @@ DEFAULT_N_COMPONENTS = 10
 """Mixture components of a model without labels, unless ``n_components`` is given."""
 MODEL_FILE = "model.pt"
 """Name of the weights file in a saved model's folder (scvi-tools' layout)."""
-MIN_LIBRARY_LOG_VAR = 1e-4
-"""Floor of the per-condition log library-size variance used to generate cells."""
 
 
 class _Unsupported:
@@ -165,13 +164,7 @@ class BaseGMVAE(GMVAETrainingMixin, LatentMixin, GenerationMixin, ExpressionMixi
             codes = np.zeros(self.adata.n_obs, dtype=int)
         else:
             codes = self.get_from_registry(self.adata, CONDITION_KEY).ravel().astype(int)
-        means = np.zeros(n_conditions, dtype=np.float32)
-        variances = np.ones(n_conditions, dtype=np.float32)
-        for c in range(n_conditions):
-            values = log_lib[codes == c]
-            if values.size:
-                means[c] = values.mean()
-                variances[c] = max(values.var(), MIN_LIBRARY_LOG_VAR)
+        means, variances, _ = log_library_stats(log_lib, codes, n_conditions)
         return torch.from_numpy(means), torch.from_numpy(variances)
 
     # -- saving and loading ---------------------------------------------------------------

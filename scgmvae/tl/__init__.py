@@ -9,6 +9,7 @@ from ._distances import (
 )
 from ._embed import embed
 from ._expression import log_normalize
+from ._generation import generation_scores
 from ._leiden import leiden_clusters, leiden_guided_train
 from ._perturbation import (
     evaluate_perturbation,
@@ -23,6 +24,7 @@ __all__ = [
     "embed",
     "energy_distance",
     "evaluate_perturbation",
+    "generation_scores",
     "leiden_clusters",
     "leiden_guided_train",
     "log_normalize",

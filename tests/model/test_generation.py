@@ -71,3 +71,33 @@ def test_generate_without_conditions(toy_counts):
     assert "counts" not in generated.layers
     with pytest.raises(ValueError, match="has no conditions"):
         model.generate(conditions=["control"])
+
+
+def test_generated_cells_take_the_library_sizes_of_their_component():
+    # class_0 cells hold five times the counts of the others; class_4 has only 5 stimulated cells
+    adata = scgmvae.datasets.toy_blobs(n_cells_per_group=40, counts=True, seed=2)
+    big = (adata.obs["cell_type"] == "class_0").to_numpy()
+    adata.X[big] = adata.X[big] * 5
+    few = (adata.obs["cell_type"] == "class_4") & (adata.obs["condition"] == "stimulated")
+    keep = ~few.to_numpy() | (np.cumsum(few.to_numpy()) <= 5)
+    adata = adata[keep].copy()
+    scgmvae.model.CGMVAE.setup_anndata(adata, condition_key="condition", labels_key="cell_type")
+    model = scgmvae.model.CGMVAE(adata)
+    model.train(max_epochs=5, enable_progress_bar=False)
+    generated = model.generate(n_samples=200, conditions=["control"], components=[0, 1])
+    library = generated.layers["counts"].sum(1)
+    by_label = {
+        label: np.median(library[(generated.obs["label"] == label).to_numpy()])
+        for label in ("class_0", "class_1")
+    }
+    real = np.asarray(adata.X.sum(1)).ravel()
+    for label, median in by_label.items():
+        in_label = (adata.obs["cell_type"] == label) & (adata.obs["condition"] == "control")
+        assert median == pytest.approx(np.median(real[in_label.to_numpy()]), rel=0.25)
+    assert by_label["class_0"] > 3 * by_label["class_1"]
+    # too few cells of a component under a condition: the condition's library sizes
+    means, sds = model._component_library_priors()
+    stimulated = model.condition_names.index("stimulated")
+    assert means[stimulated, 4] == model.module.library_log_means[stimulated]
+    assert sds[stimulated, 4] == model.module.library_log_vars[stimulated].sqrt()
+    assert means[stimulated, 3] != model.module.library_log_means[stimulated]

@@ -9,6 +9,10 @@ import numpy as np
 import pandas as pd
 import torch
 from scvi import REGISTRY_KEYS, settings
+from scvi.data._constants import _SETUP_ARGS_KEY
+
+from scgmvae import _validation
+from scgmvae.module._constants import CONDITION_KEY
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -16,6 +20,28 @@ if TYPE_CHECKING:
 NORMALIZED_TARGET_SUM = 1e4
 """Counts per cell of the log-normalised output space (scanpy's ``normalize_total``)."""
 OUTPUT_VALUES = ("sample", "mean")
+MIN_LIBRARY_LOG_VAR = 1e-4
+"""Floor of the variance of the log library sizes generated cells draw from."""
+MIN_LIBRARY_CELLS = 10
+"""Fewest training cells of a component under a condition whose library sizes its generated
+cells take; a component with fewer takes those of all the condition's training cells."""
+
+
+def log_library_stats(
+    log_libraries: np.ndarray, groups: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and variance of the log library sizes of each group's cells, and its cell count.
+
+    A group without cells gets mean 0 and variance 1.
+    """
+    n_cells = np.bincount(groups, minlength=n_groups)
+    means = np.zeros(n_groups, dtype=np.float32)
+    variances = np.ones(n_groups, dtype=np.float32)
+    for group in np.flatnonzero(n_cells):
+        values = log_libraries[groups == group]
+        means[group] = values.mean()
+        variances[group] = max(values.var(), MIN_LIBRARY_LOG_VAR)
+    return means, variances, n_cells
 
 
 class GenerationMixin:
@@ -59,7 +85,9 @@ class GenerationMixin:
         -------
         AnnData with the model's genes. For count likelihoods ``.X`` holds log1p of counts
         normalised to 10,000 per cell (the scanpy ``normalize_total`` + ``log1p`` convention)
-        and ``layers["counts"]`` the counts, drawn with library sizes like the training data's;
+        and ``layers["counts"]`` the counts, drawn with the library sizes of the training cells
+        of the component under the condition (of all the condition's cells for a component
+        with fewer than ``MIN_LIBRARY_CELLS``);
         otherwise ``.X`` is in the data's own space.
         ``.obs`` has ``component``, ``label`` (when the component is a labelled one),
         ``condition``, ``batch`` (with a batch key) and ``synthetic=True``.
@@ -70,6 +98,7 @@ class GenerationMixin:
         device = module.library_log_means.device
         component_ids = self._component_ids(components)
         batch_code = self._batch_code(batch)
+        library_means, library_sds = self._component_library_priors()
         # a fixed prior is shared by all conditions: decode the same w under each of them
         shared_w = module.w_prior_distribution(None, n_samples, device).sample()
         z_blocks, library_blocks, condition_blocks, obs = [], [], [], []
@@ -80,14 +109,14 @@ class GenerationMixin:
                 w = module.w_prior_distribution(cond, n_samples, device).sample()
             means, variances = module.mixture_components(w, cond)
             lib_code = 0 if code is None else code
-            log_library = torch.distributions.Normal(
-                module.library_log_means[lib_code], module.library_log_vars[lib_code].sqrt()
-            )
             for k in component_ids:
                 z = means[:, k]
                 if sample_z:
                     z = torch.distributions.Normal(z, variances[:, k].sqrt()).sample()
                 z_blocks.append(z)
+                log_library = torch.distributions.Normal(
+                    library_means[lib_code, k], library_sds[lib_code, k]
+                )
                 library_blocks.append(log_library.sample((n_samples, 1)).to(device))
                 condition_blocks.append(cond)
                 obs.append(self._generated_obs(k, code, n_samples))
@@ -110,6 +139,40 @@ class GenerationMixin:
             values=values,
             covariates={"batch_index": batch_index},
         )
+
+    def _component_library_priors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and sd of the log library size of each component's cells under each condition.
+
+        Both of shape ``(n_conditions or 1, n_components)``, from the training cells. Cell
+        types differ in size (monocytes hold several times the counts of T cells), so a
+        generated cell takes the library sizes of its own component's cells; a component with
+        fewer than ``MIN_LIBRARY_CELLS`` cells under a condition takes the condition's. A
+        cell's component is its registered label, else its most probable component.
+        """
+        module = self.module
+        layer = self.adata_manager.registry[_SETUP_ARGS_KEY].get("layer")
+        matrix = self.adata.X if layer is None else self.adata.layers[layer]
+        log_libraries = np.log(np.clip(_validation.row_sums(matrix), 1.0, None))
+        components = np.asarray(self.predict(return_components=True), dtype=int)
+        if self.label_names:
+            labels = self.get_from_registry(self.adata, REGISTRY_KEYS.LABELS_KEY).ravel()
+            labels = labels.astype(int)
+            components = np.where(labels < len(self.label_names), labels, components)
+        n_codes = module.library_log_means.shape[0]
+        codes = np.zeros(len(components), dtype=int)
+        if self.condition_names:
+            codes = self.get_from_registry(self.adata, CONDITION_KEY).ravel().astype(int)
+        n_components = module.n_components
+        means, variances, n_cells = log_library_stats(
+            log_libraries, codes * n_components + components, n_codes * n_components
+        )
+        shape = (n_codes, n_components)
+        enough = torch.from_numpy(n_cells.reshape(shape) >= MIN_LIBRARY_CELLS)
+        condition_means = module.library_log_means.cpu()[:, None].expand(shape)
+        condition_vars = module.library_log_vars.cpu()[:, None].expand(shape)
+        means = torch.where(enough, torch.from_numpy(means.reshape(shape)), condition_means)
+        variances = torch.where(enough, torch.from_numpy(variances.reshape(shape)), condition_vars)
+        return means, variances.sqrt()
 
     def _generated_obs(self, component: int, condition_code: int | None, n: int) -> pd.DataFrame:
         label_names = self.label_names

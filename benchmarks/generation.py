@@ -1,0 +1,256 @@
+"""Synthetic cells against real ones: can a classifier tell ``generate()`` cells from real cells?
+
+For each seed, a random part (:data:`HELD_OUT_FRACTION`) of the cells of every cell type x
+condition is held out; CGMVAE (labels and condition registered, so one component per type) and
+scVI train on the rest. For every type x condition with at least :data:`MIN_REAL_CELLS` real
+cells, each method's cells are scored against the held-out real cells of that type and condition
+with ``scgmvae.tl.generation_scores`` (a cross-validated logistic regression's AUC on the real
+cells' principal components, the E-distance against the real-vs-real distance of two halves of
+the held-out cells, and the R² of per-gene means, variances and zero fractions). Methods:
+
+- ``CGMVAE generate``: ``model.generate(components=[type], conditions=[condition])`` with its
+  defaults (each cell decoded from its component's mean ``z`` given a ``w`` drawn from the prior,
+  counts drawn from the likelihood);
+- ``CGMVAE generate sample_z``: the same with ``sample_z=True`` (``z`` drawn from the component);
+- ``scVI posterior predictive``: scVI's ``posterior_predictive_sample`` of the real training cells
+  of the type and condition (what a scvi-tools user reaches for; it needs real cells to start
+  from);
+- ``real training cells``: the real cells of the type and condition the models trained on (the
+  floor: what cells of the same kind score).
+
+    python benchmarks/generation.py            # Kang 832 cells, 2,000 HVGs, 3 seeds
+    python benchmarks/generation.py --full     # the full-size 6-donor file ($SCGMVAE_DATA_DIR)
+    python benchmarks/generation.py --smoke    # 2 epochs, 1 seed (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import anndata
+import numpy as np
+import pandas as pd
+import scvi
+from _common import DOCS, kang, mean_sd, setup_threads, write_section
+
+import scgmvae
+
+CONDITION, LABEL = "condition", "cell_type"
+HELD_OUT_FRACTION = 0.4
+"""Share of the cells of each type x condition held out as the real cells to compare with."""
+MIN_REAL_CELLS = 100
+"""Type x condition groups scored: those with at least this many real cells in the data."""
+N_GENERATED = 500
+"""Synthetic cells per group (the scores subsample the larger set to the smaller)."""
+MAX_EPOCHS = {"kang": 200, "full": 100}
+"""Epochs of CGMVAE and scVI: those of the perturbation benchmark on the same data."""
+SCORES = (
+    "classifier_auc",
+    "e_distance_ratio",
+    "e_distance",
+    "e_distance_real_split",
+    "r2_mean",
+    "r2_var",
+    "r2_zero_fraction",
+)
+METHODS = (
+    "CGMVAE generate",
+    "CGMVAE generate sample_z",
+    "scVI posterior predictive",
+    "real training cells",
+)
+
+
+def held_out_split(adata: anndata.AnnData, seed: int) -> np.ndarray:
+    """A mask of the held-out cells: :data:`HELD_OUT_FRACTION` of each type x condition."""
+    rng = np.random.default_rng(seed)
+    held_out = np.zeros(adata.n_obs, dtype=bool)
+    groups = adata.obs.groupby([LABEL, CONDITION], observed=True).indices
+    for rows in groups.values():
+        n_held_out = round(HELD_OUT_FRACTION * len(rows))
+        held_out[rng.choice(rows, n_held_out, replace=False)] = True
+    return held_out
+
+
+def scored_groups(adata: anndata.AnnData) -> list[tuple[str, str]]:
+    """The (type, condition) groups with at least :data:`MIN_REAL_CELLS` cells."""
+    sizes = adata.obs.groupby([LABEL, CONDITION], observed=True).size()
+    return [group for group, size in sizes.items() if size >= MIN_REAL_CELLS]
+
+
+def _as_counts(cells: anndata.AnnData, counts: np.ndarray) -> anndata.AnnData:
+    return anndata.AnnData(counts.astype(np.float32), obs=cells.obs.copy(), var=cells.var.copy())
+
+
+def run_seed(adata: anndata.AnnData, seed: int, max_epochs: int) -> list[dict]:
+    """Every method's scores for every scored group, with one seed's split and models."""
+    held_out = held_out_split(adata, seed)
+    train, real = adata[~held_out].copy(), adata[held_out].copy()
+    scvi.settings.seed = seed
+    scgmvae.model.CGMVAE.setup_anndata(train, condition_key=CONDITION, labels_key=LABEL)
+    cgmvae = scgmvae.model.CGMVAE(train)
+    start = time.perf_counter()
+    cgmvae.train(max_epochs=max_epochs, enable_progress_bar=False)
+    print(f"seed {seed}: CGMVAE trained in {time.perf_counter() - start:.0f} s", flush=True)
+    scvi_train = train.copy()
+    scvi.model.SCVI.setup_anndata(scvi_train)
+    scvi_model = scvi.model.SCVI(scvi_train, gene_likelihood="nb")
+    scvi_model.train(max_epochs=max_epochs, enable_progress_bar=False)
+
+    rows = []
+    for cell_type, condition in scored_groups(adata):
+        in_group = (train.obs[LABEL] == cell_type) & (train.obs[CONDITION] == condition)
+        training_cells = train[in_group.to_numpy()].copy()
+        posterior = scvi_model.posterior_predictive_sample(
+            scvi_train, indices=np.flatnonzero(in_group.to_numpy())
+        )
+        methods = {
+            "CGMVAE generate": cgmvae.generate(
+                N_GENERATED, conditions=[condition], components=[cell_type]
+            ),
+            "CGMVAE generate sample_z": cgmvae.generate(
+                N_GENERATED, conditions=[condition], components=[cell_type], sample_z=True
+            ),
+            "scVI posterior predictive": _as_counts(
+                training_cells, np.asarray(posterior.todense())
+            ),
+            "real training cells": training_cells,
+        }
+        target = real[
+            (real.obs[LABEL] == cell_type).to_numpy()
+            & (real.obs[CONDITION] == condition).to_numpy()
+        ]
+        for method, cells in methods.items():
+            scores = scgmvae.tl.generation_scores(cells, target.copy(), random_state=seed)
+            rows.append(
+                {
+                    "cell_type": cell_type,
+                    "condition": condition,
+                    "seed": seed,
+                    "method": method,
+                    "n_real": target.n_obs,
+                    **scores,
+                }
+            )
+            print({k: round(v, 3) if isinstance(v, float) else v for k, v in rows[-1].items()})
+    return rows
+
+
+def figure(frame: pd.DataFrame, path, title: str) -> None:
+    """Per type x condition, each method's classifier AUC and E-distance ratio (large dot: mean
+    over seeds; ticks: each seed), with the goals of issue 25 as dashed lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = frame.assign(group=frame["cell_type"] + ", " + frame["condition"])
+    groups = list(dict.fromkeys(frame["group"]))
+    colors = dict(zip(METHODS, ["#3b5bdb", "#74c0fc", "#d95f02", "#555555"], strict=True))
+    panels = {
+        "classifier_auc": ("real-vs-synthetic classifier AUC (0.5: indistinguishable)", 0.6),
+        "e_distance_ratio": ("E-distance / real-vs-real split E-distance (1: as real)", 1.5),
+    }
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(13, 0.75 * len(groups) + 1.8), sharey=True, squeeze=False
+    )
+    offsets = dict(zip(METHODS, np.linspace(-0.27, 0.27, len(METHODS)), strict=True))
+    for ax, (metric, (label, goal)) in zip(axes[0], panels.items(), strict=True):
+        for y, group in enumerate(groups):
+            if y % 2 == 0:
+                ax.axhspan(y - 0.5, y + 0.5, color="#f3f3f3", zorder=0)
+            for method in METHODS:
+                values = frame.loc[
+                    (frame["group"] == group) & (frame["method"] == method), metric
+                ].to_numpy()
+                yy = y + offsets[method]
+                ax.scatter(values.mean(), yy, color=colors[method], s=60, zorder=4)
+                if len(values) > 1:
+                    ax.scatter(values, [yy] * len(values), color=colors[method], marker="|")
+        ax.axvline(goal, color="black", ls="--", lw=1)
+        ax.set_title(f"{label}\ndashed: the goal (at most {goal:g})", fontsize=10)
+        ax.grid(axis="x", color="#dddddd", lw=0.6)
+        ax.set_axisbelow(True)
+        if metric == "e_distance_ratio":
+            ax.set_xscale("log")
+    axes[0, 0].set_yticks(range(len(groups)), groups)
+    axes[0, 0].set_ylim(len(groups) - 0.5, -0.5)
+    handles = [plt.Line2D([], [], ls="", marker="o", color=colors[m], label=m) for m in METHODS]
+    fig.legend(
+        handles=handles,
+        loc="upper center",
+        ncol=len(METHODS),
+        frameon=False,
+        bbox_to_anchor=(0.5, 0.0),
+    )
+    fig.suptitle(title, fontsize=11, x=0.02, ha="left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="2 epochs, 1 seed (checks the code)")
+    parser.add_argument("--full", action="store_true", help="the full-size 6-donor Kang file")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--max-epochs", type=int, default=None)
+    args = parser.parse_args()
+    setup_threads()
+    adata = kang(full=args.full)
+    data = "full" if args.full else "kang"
+    epochs = args.max_epochs or MAX_EPOCHS[data]
+    seeds = range(args.seeds)
+    if args.smoke:
+        epochs, seeds = 2, range(1)
+    frame = pd.DataFrame([row for seed in seeds for row in run_seed(adata, seed, epochs)])
+    per_seed = frame.groupby(["method", "seed"], sort=False)[list(SCORES)].mean()
+    summary = per_seed.groupby(level="method", sort=False).agg(mean_sd)
+    per_group = frame.pivot_table(
+        index=["cell_type", "condition", "n_real"],
+        columns="method",
+        values="classifier_auc",
+        sort=False,
+    )[list(METHODS)]
+    if args.smoke:
+        print(summary.to_string(), per_group.to_string(), sep="\n\n")
+        return
+    section = "generation" + ("_kang6" if args.full else "")
+    image = f"../_static/{section}.png"
+    label = f"Kang 6 donors, {adata.n_obs:,} cells" if args.full else "Kang 832 cells"
+    figure(
+        frame,
+        DOCS / "_static" / f"{section}.png",
+        f"{label}, {adata.n_vars:,} HVGs: synthetic vs held-out real cells of each type and "
+        f"condition, {len(seeds)} seeds, {epochs} epochs",
+    )
+    notes = (
+        "Mean over the type x condition groups, then mean ± sd over seeds (each seed in "
+        "brackets). Real-vs-synthetic AUC per group (mean over seeds; n_real: held-out real "
+        f"cells of the group):\n\n{per_group.round(3).to_markdown()}\n\n"
+        "Scores from scgmvae.tl.generation_scores, against the held-out real cells of the "
+        "group: classifier_auc, a logistic regression on 50 principal components (log1p "
+        "CP10k) of both sets, the larger subsampled to the size of the smaller, 5-fold "
+        "cross-validated; e_distance, to one half of the held-out cells, and e_distance_real_split, "
+        "between the two halves (same sizes, so the same finite-sample bias); r2_*: squared "
+        "Pearson r over the genes of per-gene means, variances and zero fractions. Methods: "
+        f"see the docstring of benchmarks/generation.py. {N_GENERATED} synthetic cells per "
+        f"group; {HELD_OUT_FRACTION:.0%} of each type x condition held out; groups with at "
+        f"least {MIN_REAL_CELLS} real cells."
+    )
+    write_section(
+        section,
+        f"Generated cells against real cells ({label}, {adata.n_vars:,} HVGs)",
+        f"python benchmarks/generation.py{' --full' if args.full else ''} "
+        f"--seeds {len(seeds)} --max-epochs {epochs}",
+        summary,
+        notes,
+        lead=f"![Per type and condition, each method's classifier AUC and E-distance ratio]"
+        f"({image})",
+    )
+
+
+if __name__ == "__main__":
+    main()
