@@ -274,7 +274,7 @@ def run_one(
             **scores.loc["prediction"],
             "train_seconds": predicted.uns["train_seconds"],
         }
-    if DONOR in adata.obs and not bandwidths:
+    if DONOR in adata.obs and adata.obs[DONOR].nunique() > 1 and not bandwidths:
         # predictions with counts (the decoding routes): do their pseudobulk DEGs find the real?
         real = set(_pseudobulk.pseudobulk_top_degs(stimulated, control, DONOR))
         for method, predicted in predictions.items():
