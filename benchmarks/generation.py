@@ -54,6 +54,8 @@ SCORES = (
     "r2_var",
     "r2_zero_fraction",
 )
+RATIO_TICKS = (1, 1.5, 2, 3, 5, 10, 20, 50)
+"""Ticks of the log-scaled E-distance ratio axis of the figure."""
 METHODS = (
     "CGMVAE generate",
     "CGMVAE generate sample_z",
@@ -174,6 +176,9 @@ def figure(frame: pd.DataFrame, path, title: str) -> None:
         ax.set_axisbelow(True)
         if metric == "e_distance_ratio":
             ax.set_xscale("log")
+            ticks = [t for t in RATIO_TICKS if t <= frame[metric].max() * 1.2]
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+            ax.minorticks_off()
     axes[0, 0].set_yticks(range(len(groups)), groups)
     axes[0, 0].set_ylim(len(groups) - 0.5, -0.5)
     handles = [plt.Line2D([], [], ls="", marker="o", color=colors[m], label=m) for m in METHODS]
