@@ -4,11 +4,15 @@ import numpy as np
 import pytest
 import scvi
 import torch
+from threadpoolctl import threadpool_limits
 
 import scgmvae
 
-# Two OpenMP threads on small CI machines run many times slower than one.
+# Two OpenMP threads on small CI machines run many times slower than one; and the suite runs in
+# one worker per core, so threads of BLAS and OpenMP (scikit-learn's k-means) beyond one per
+# worker only wait for each other.
 torch.set_num_threads(1)
+threadpool_limits(1)
 
 N_HVG = 2000
 # fixtures that train models to accuracy or load the Kang data: their tests are slow
