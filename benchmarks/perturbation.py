@@ -11,8 +11,10 @@ default route (expression) and its decoding routes z and w; the peers of ``_peer
 peer whose Python is not set up is skipped with a message); scGen-style latent arithmetic on
 scVI; the model-free baselines of ``_baselines.py`` (the pooled shift of the other types,
 scPerturBench's trainMean; a similarity-weighted shift; the nearest type's shift) and the
-control cells as the prediction; and the noise ceiling (half of the real stimulated cells
-predicting the other half, ``scgmvae.tl.noise_ceiling``). The response scores are also taken
+control cells as the prediction; and two reference rows that look at the answer: the noise
+ceiling (half of the real stimulated cells predicting the other half,
+``scgmvae.tl.noise_ceiling``) and the borrowing bound (the best non-negative combination of the
+other types' responses, ``_baselines.borrowing_bound``). The response scores are also taken
 with the control cells split in two (columns ``*_ctrl_split``: the prediction from one half,
 the responses against the other), so that the input's own noise cannot inflate them.
 
@@ -64,6 +66,7 @@ KEYS = {"condition_key": CONDITION, "ctrl": CTRL, "stim": STIM, "label_key": LAB
 CGMVAE_ROWS = {"CGMVAE": {}, "CGMVAE route z": {"route": "z"}, "CGMVAE route w": {"route": "w"}}
 """CGMVAE rows: ``predict_perturbation``'s defaults, and the two routes that decode."""
 CONTROL_ROW, CEILING_ROW = "control as prediction", "noise ceiling"
+BOUND_ROW = "borrowing bound"
 MIN_STIMULATED_FULL = 150
 """With ``--full``, the held-out types by default: every type with at least this many
 stimulated cells (enough for the noise ceiling's halves and stable DEGs)."""
@@ -264,6 +267,7 @@ def run_one(
             train, control, seed, max_epochs, key
         )
         predictions.update(baselines)
+        predictions[BOUND_ROW] = _baselines.borrowing_bound(responses, stimulated)
     # the pooled response of the other types: the reference of the type-specific score
     pooled = responses.responses.mean(0)
     halves = _control_halves(control, seed)
@@ -332,14 +336,19 @@ def _wide(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 def figure(frame: pd.DataFrame, path: Path, title: str) -> None:
     """Per held-out type, each method's score (mean over seeds, a large dot; each seed, a
-    small one) with the noise ceiling as a black bar, one panel per :data:`FIGURE_METRICS`."""
+    small one) with the noise ceiling as a black bar and the borrowing bound as a dashed grey
+    one, one panel per :data:`FIGURE_METRICS`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    methods = [m for m in dict.fromkeys(frame["method"]) if m not in (*FIGURE_SKIP, CEILING_ROW)]
+    bars = {  # reference rows, drawn as bars
+        CEILING_ROW: {"color": "black", "lw": 2.5},
+        BOUND_ROW: {"color": "#777777", "lw": 2.0, "ls": (0, (2, 1))},
+    }
+    methods = [m for m in dict.fromkeys(frame["method"]) if m not in (*FIGURE_SKIP, *bars)]
     types = sorted(frame["cell_type"].unique())
     rows = [*types, "mean"]
     baselines = set(_baselines.BASELINES)
@@ -371,9 +380,10 @@ def figure(frame: pd.DataFrame, path: Path, title: str) -> None:
         for y, row in enumerate(rows):
             if y % 2 == 0:
                 ax.axhspan(y - 0.5, y + 0.5, color="#f3f3f3", zorder=0)
-            if CEILING_ROW in means:
-                ceiling = means.loc[row, CEILING_ROW]
-                ax.plot([ceiling, ceiling], [y - 0.42, y + 0.42], color="black", lw=2.5, zorder=6)
+            for bar, kw in bars.items():
+                if bar in means and bar not in FIGURE_SKIP_PANEL.get(metric, ()):
+                    value = means.loc[row, bar]
+                    ax.plot([value, value], [y - 0.42, y + 0.42], zorder=6, **kw)
             for method in methods:
                 if method not in means or method in FIGURE_SKIP_PANEL.get(metric, ()):
                     continue
@@ -401,7 +411,7 @@ def figure(frame: pd.DataFrame, path: Path, title: str) -> None:
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
         skip = FIGURE_SKIP_PANEL.get(metric, ())
-        shown = means[[m for m in [*methods, CEILING_ROW] if m in means and m not in skip]]
+        shown = means[[m for m in [*methods, *bars] if m in means and m not in skip]]
         low = np.nanmin(shown.to_numpy())
         ax.set_xlim(max(-1.0, min(low - 0.05, 0.5)), 1.01)
     axes[0, 0].set_yticks(range(len(rows)), rows)
@@ -419,7 +429,8 @@ def figure(frame: pd.DataFrame, path: Path, title: str) -> None:
         )
         for m in methods
     ]
-    handles.append(Line2D([], [], color="black", lw=2.5, label="noise ceiling (split half)"))
+    labels = {CEILING_ROW: "noise ceiling (split half)", BOUND_ROW: "borrowing bound"}
+    handles += [Line2D([], [], label=labels[b], **kw) for b, kw in bars.items() if b in means]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False, fontsize=11)
     fig.suptitle(title, fontsize=11.5, x=0.01, ha="left")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -556,7 +567,10 @@ def _write(frame, adata, args, cell_types, seeds, epochs, similarity) -> None:
             f"![Per held-out type, each method's scores with the noise ceiling](../{image})\n\n"
             "Per held-out type: each method's score (large dot: mean over seeds; ticks: each "
             "seed), the noise ceiling as a black bar (half of the real stimulated cells "
-            "predicting the other half); the bottom row is the mean over the types. Left: R² "
+            "predicting the other half) and the borrowing bound as a dashed grey one (the best "
+            "non-negative combination of the other types' responses, fitted to the real "
+            "response: a method that mixes the seen types' responses gets no further on the "
+            "mean response); the bottom row is the mean over the types. Left: R² "
             "of predicted vs real log fold-changes on the top-100 DEGs; right: the Pearson r "
             "of the responses after the other types' pooled response is removed from both "
             "(the part a held-out type cannot copy; the pooled shift has none and is not "
@@ -602,7 +616,10 @@ def _write(frame, adata, args, cell_types, seeds, epochs, similarity) -> None:
         "adds the response of the most correlated type alone; 'control as prediction' is the "
         "control cells. 'noise ceiling': scgmvae.tl.noise_ceiling, half of the held-out type's "
         "real stimulated cells scored as the prediction of the other half, mean of 5 random "
-        "splits. Mean ± sd over seeds, then each seed."
+        "splits. 'borrowing bound' (uses the answer, like the ceiling): the control cells plus "
+        "the non-negative least-squares combination of the other types' responses closest to "
+        "the real response over all genes (benchmarks/_baselines.py). Mean ± sd over seeds, "
+        "then each seed."
     )
     body = (
         "The headline scores above are means over the held-out types (and seeds), with the "

@@ -32,8 +32,10 @@ MODEL_FREE_ROWS = (
     "nearest-type shift",
     "control as prediction",
     "noise ceiling",
+    "borrowing bound",
 )
-"""Rows of the perturbation benchmark that need no model: its baselines and the noise ceiling."""
+"""Rows of the perturbation benchmark that need no model: its baselines and the two reference
+rows (the noise ceiling and the borrowing bound)."""
 
 
 SMOKE_OUTPUT = {
