@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
+import pandas as pd
 import torch
 from scvi.data._constants import _SETUP_ARGS_KEY
 
@@ -12,6 +13,7 @@ from scgmvae._random import seeded_generator
 from ._response_mixin import (
     COVARIATES,
     DEFAULT_RESPONSE_BANDWIDTH,
+    MIN_RESPONSE_CELLS,
     N_QUANTILES,
     ResponseMixin,
 )
@@ -23,6 +25,10 @@ EXPRESSION_ROUTE = "expression"
 ROUTES = (EXPRESSION_ROUTE, "z", "w")
 QUANTILE_CHUNK = 32
 """Cells moved at a time by the expression route (memory: cells x levels x genes)."""
+DEFAULT_DECODED_RESPONSE_WEIGHT = 0.5
+"""Share of the decoded response in the mean response of a component that borrows."""
+DECODED_RESPONSE_DRAWS = 10
+"""Count draws per cell whose log-normalised values are averaged for the decoded response."""
 
 
 class PerturbationMixin(ResponseMixin):
@@ -37,6 +43,7 @@ class PerturbationMixin(ResponseMixin):
         values: Literal["sample", "mean"] = "sample",
         n_samples: int = 1,
         response_bandwidth: float = DEFAULT_RESPONSE_BANDWIDTH,
+        decoded_response_weight: float = DEFAULT_DECODED_RESPONSE_WEIGHT,
         batch_size: int | None = None,
     ) -> AnnData:
         """Predict how cells would look under another condition (thesis §11.3).
@@ -57,7 +64,11 @@ class PerturbationMixin(ResponseMixin):
         evenly over the levels of the tie, in a random order that ``scvi.settings.seed`` fixes
         when it is set): the cell keeps its identity, the response keeps the spread and the
         zeros the training cells showed, and no decoder extrapolates into a region of ``z``
-        without training cells. With ``route="z"`` the cell's own ``z`` is moved by
+        without training cells. A component that borrows its response has no measured
+        response of its own, but the decoder knows its cells: its mean response is pulled
+        towards its decoded response, the mean change of its training cells when they are
+        moved as by ``route="z"`` and decoded (``decoded_response_weight``). With
+        ``route="z"`` the cell's own ``z`` is moved by
         the latent response and decoded; with ``route="w"`` (the thesis' route) its ``w`` and
         component are decoded into the component's mean ``z`` first, then moved. With
         ``condition_effect="network"`` the decoding routes decode under the target condition
@@ -89,6 +100,12 @@ class PerturbationMixin(ResponseMixin):
         response_bandwidth
             Width of the kernel over components, relative to the median squared distance
             between component centres; small values follow the nearest component.
+        decoded_response_weight
+            Route ``"expression"``, components that borrow their response (never seen under
+            one of the two conditions, such as a held-out cell type): the share of the decoded
+            response in the mean response, from 0 (the borrowed response alone) to 1 (the
+            decoded response's mean, with the borrowed response's spread over the quantiles).
+            Components with a measured response keep it.
         batch_size
             Minibatch size of the forward passes.
 
@@ -110,6 +127,10 @@ class PerturbationMixin(ResponseMixin):
             raise ValueError(f"n_samples must be at least 1, got {n_samples}.")
         if response_bandwidth <= 0:
             raise ValueError(f"response_bandwidth must be positive, got {response_bandwidth}.")
+        if not 0 <= decoded_response_weight <= 1:
+            raise ValueError(
+                f"decoded_response_weight must be between 0 and 1, got {decoded_response_weight}."
+            )
         (target_code,) = self._condition_codes([target_condition])
         self._check_if_trained(warn=True)
         cells = self._encode_cells(adata, batch_size, expression=route == EXPRESSION_ROUTE)
@@ -118,7 +139,9 @@ class PerturbationMixin(ResponseMixin):
         obs["source_condition"] = adata.obs[condition_key].astype(str).to_numpy()
         obs["target_condition"] = target_condition
         if route == EXPRESSION_ROUTE:
-            moved = self._moved_expression(cells, target_code, response_bandwidth, batch_size)
+            moved = self._moved_expression(
+                cells, target_code, response_bandwidth, decoded_response_weight, batch_size
+            )
             return anndata.AnnData(X=moved.cpu().numpy(), obs=obs, var=adata.var.copy())
         z = self._moved_latents(cells, target_code, route, response_bandwidth, batch_size)
         return self._decode_to_anndata(
@@ -138,6 +161,7 @@ class PerturbationMixin(ResponseMixin):
         cells: dict[str, torch.Tensor],
         target_code: int,
         bandwidth: float,
+        decoded_weight: float,
         batch_size: int | None,
     ) -> torch.Tensor:
         """The cells' log-normalised expression, each gene moved by its quantile's response.
@@ -147,16 +171,27 @@ class PerturbationMixin(ResponseMixin):
         spread and the zeros of the response carry over, not only its mean. Cells of a
         component tied at one value (e.g. the zeros) take evenly spread levels of the tie
         (:func:`_tie_fractions`), so together they take the response's mean over the tie.
+        The responses of components that borrow are shifted, gene by gene, so that their mean
+        moves ``decoded_weight`` of the way to the decoded response
+        (:meth:`_decoded_responses`).
         """
         moved = cells["expression"].clone()
         generator = seeded_generator()
+        training = self._encode_cells(self.adata, batch_size, expression=True)
         for code in range(len(self.condition_names)):
             rows = torch.nonzero(cells["condition"] == code).flatten()
             if code == target_code or len(rows) == 0:
                 continue
             source, responses = self._expression_quantiles(
-                code, target_code, bandwidth, batch_size
+                code, target_code, bandwidth, batch_size, training
             )
+            if decoded_weight > 0:
+                decoded = self._decoded_responses(
+                    training, code, target_code, bandwidth, batch_size
+                )
+                borrowers = ~torch.isnan(decoded).any(-1)
+                pull = decoded[borrowers] - responses[borrowers].mean(1)
+                responses[borrowers] += decoded_weight * pull[:, None, :]
             ties = torch.empty_like(moved)
             for k in cells["component"][rows].unique():
                 members = rows[cells["component"][rows] == k]
@@ -180,6 +215,60 @@ class PerturbationMixin(ResponseMixin):
         if self.module.is_count_model:
             moved = moved.clamp(min=0.0)  # log-normalised values are never negative
         return moved
+
+    def _decoded_responses(
+        self,
+        training: dict[str, torch.Tensor],
+        source_code: int,
+        target_code: int,
+        bandwidth: float,
+        batch_size: int | None,
+    ) -> torch.Tensor:
+        """The decoded response of each component that borrows its response.
+
+        A component borrows when it has at least ``MIN_RESPONSE_CELLS`` training cells under
+        the source condition and fewer under the target. Its decoded response is the mean,
+        over those source cells, of the cell moved and decoded as by ``route="z"`` (the mean
+        of ``DECODED_RESPONSE_DRAWS`` count draws, each log-normalised like the data) minus
+        its own log-normalised expression.
+
+        Returns
+        -------
+        Tensor of shape ``(n_components, n_genes)``; NaN rows for the components that do not
+        borrow.
+        """
+        n_components = self.module.n_components
+        component, condition = training["component"], training["condition"]
+        counts = torch.stack(
+            [
+                torch.bincount(component[condition == code], minlength=n_components)
+                for code in (source_code, target_code)
+            ]
+        )
+        borrows = (counts[0] >= MIN_RESPONSE_CELLS) & (counts[1] < MIN_RESPONSE_CELLS)
+        n_genes = training["expression"].shape[1]
+        decoded = torch.full((n_components, n_genes), float("nan"))
+        rows = torch.nonzero((condition == source_code) & borrows[component]).flatten()
+        if len(rows) == 0:
+            return decoded
+        cells = {key: None if value is None else value[rows] for key, value in training.items()}
+        z = self._moved_latents(cells, target_code, "z", bandwidth, batch_size)
+        target = torch.full_like(cells["condition"][:, None], target_code)
+        covariates = {key: cells[key] for key in COVARIATES}
+        obs = pd.DataFrame(index=pd.RangeIndex(len(rows)).astype(str))
+        predicted = self._decode_to_anndata(
+            z,
+            cells["library"],
+            target,
+            obs,
+            n_samples=DECODED_RESPONSE_DRAWS,
+            covariates=covariates,
+            batch_size=batch_size,
+        ).X
+        change = torch.as_tensor(predicted) - cells["expression"]
+        for k in torch.nonzero(borrows).flatten().tolist():
+            decoded[k] = change[cells["component"] == k].mean(0)
+        return decoded
 
     def _moved_latents(
         self,

@@ -223,7 +223,12 @@ class ResponseMixin:
 
     @torch.inference_mode()
     def _expression_quantiles(
-        self, source_code: int, target_code: int, bandwidth: float, batch_size: int | None
+        self,
+        source_code: int,
+        target_code: int,
+        bandwidth: float,
+        batch_size: int | None,
+        training: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Each component's expression distribution under the source, and its response.
 
@@ -233,13 +238,15 @@ class ResponseMixin:
         target condition; components not measured under both borrow the responses of the
         measured ones (:meth:`_borrowing_weights`, plain mean for components without cells),
         and a component without source cells takes the borrowed source quantiles too.
+        ``training`` is the training data's :meth:`_encode_cells` (with expression), when the
+        caller has it already.
 
         Returns
         -------
         The source quantiles and the responses, both of shape
         ``(n_components, N_QUANTILES, n_genes)``.
         """
-        cells = self._encode_cells(self.adata, batch_size, expression=True)
+        cells = training or self._encode_cells(self.adata, batch_size, expression=True)
         centres, _ = self._component_means((source_code, target_code), batch_size)
         weights = self._borrowing_weights(centres, bandwidth)
         measured = weights.diagonal() > 0
