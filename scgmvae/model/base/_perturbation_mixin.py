@@ -16,6 +16,8 @@ from ._response_mixin import (
     MIN_RESPONSE_CELLS,
     N_QUANTILES,
     ResponseMixin,
+    quantile_function,
+    quantile_levels,
 )
 
 if TYPE_CHECKING:
@@ -26,9 +28,9 @@ ROUTES = (EXPRESSION_ROUTE, "z", "w")
 QUANTILE_CHUNK = 32
 """Cells moved at a time by the expression route (memory: cells x levels x genes)."""
 DEFAULT_DECODED_RESPONSE_WEIGHT = 0.5
-"""Share of the decoded response in the mean response of a component that borrows."""
+"""Share of the decoded response in the response of a component that borrows."""
 DECODED_RESPONSE_DRAWS = 10
-"""Count draws per cell whose log-normalised values are averaged for the decoded response."""
+"""Count draws per training cell behind the quantiles of the decoded response."""
 
 
 class PerturbationMixin(ResponseMixin):
@@ -62,12 +64,11 @@ class PerturbationMixin(ResponseMixin):
         the response at the cell's level in its component's distribution (quantile
         differences-in-differences; cells tied at one value, such as the zeros, are spread
         evenly over the levels of the tie, in a random order that ``scvi.settings.seed`` fixes
-        when it is set): the cell keeps its identity, the response keeps the spread and the
-        zeros the training cells showed, and no decoder extrapolates into a region of ``z``
-        without training cells. A component that borrows its response has no measured
-        response of its own, but the decoder knows its cells: its mean response is pulled
-        towards its decoded response, the mean change of its training cells when they are
-        moved as by ``route="z"`` and decoded (``decoded_response_weight``). With
+        when it is set): the cell keeps its identity, and the response keeps the spread and
+        the zeros the training cells showed. A component that borrows its response has no measured
+        response of its own, but the decoder knows its cells: its response is pulled towards
+        its decoded response, the change of the quantiles of its training cells' decoded
+        expression when they are moved as by ``route="z"`` (``decoded_response_weight``). With
         ``route="z"`` the cell's own ``z`` is moved by
         the latent response and decoded; with ``route="w"`` (the thesis' route) its ``w`` and
         component are decoded into the component's mean ``z`` first, then moved. With
@@ -103,9 +104,8 @@ class PerturbationMixin(ResponseMixin):
         decoded_response_weight
             Route ``"expression"``, components that borrow their response (never seen under
             one of the two conditions, such as a held-out cell type): the share of the decoded
-            response in the mean response, from 0 (the borrowed response alone) to 1 (the
-            decoded response's mean, with the borrowed response's spread over the quantiles).
-            Components with a measured response keep it.
+            response, at every quantile level, from 0 (the borrowed response alone) to 1 (the
+            decoded response alone). Components with a measured response keep it.
         batch_size
             Minibatch size of the forward passes.
 
@@ -171,9 +171,8 @@ class PerturbationMixin(ResponseMixin):
         spread and the zeros of the response carry over, not only its mean. Cells of a
         component tied at one value (e.g. the zeros) take evenly spread levels of the tie
         (:func:`_tie_fractions`), so together they take the response's mean over the tie.
-        The responses of components that borrow are shifted, gene by gene, so that their mean
-        moves ``decoded_weight`` of the way to the decoded response
-        (:meth:`_decoded_responses`).
+        The responses of components that borrow move ``decoded_weight`` of the way, at every
+        level, to their decoded responses (:meth:`_decoded_responses`).
         """
         moved = cells["expression"].clone()
         generator = seeded_generator()
@@ -189,9 +188,10 @@ class PerturbationMixin(ResponseMixin):
                 decoded = self._decoded_responses(
                     training, code, target_code, bandwidth, batch_size
                 )
-                borrowers = ~torch.isnan(decoded).any(-1)
-                pull = decoded[borrowers] - responses[borrowers].mean(1)
-                responses[borrowers] += decoded_weight * pull[:, None, :]
+                borrowers = ~torch.isnan(decoded).flatten(1).any(-1)
+                responses[borrowers] = torch.lerp(
+                    responses[borrowers], decoded[borrowers], decoded_weight
+                )
             ties = torch.empty_like(moved)
             for k in cells["component"][rows].unique():
                 members = rows[cells["component"][rows] == k]
@@ -224,18 +224,21 @@ class PerturbationMixin(ResponseMixin):
         bandwidth: float,
         batch_size: int | None,
     ) -> torch.Tensor:
-        """The decoded response of each component that borrows its response.
+        """The decoded quantile response of each component that borrows its response.
 
         A component borrows when it has at least ``MIN_RESPONSE_CELLS`` training cells under
-        the source condition and fewer under the target. Its decoded response is the mean,
-        over those source cells, of the cell moved and decoded as by ``route="z"`` (the mean
-        of ``DECODED_RESPONSE_DRAWS`` count draws, each log-normalised like the data) minus
-        its own log-normalised expression.
+        the source condition and fewer under the target. Its source cells are decoded twice,
+        with ``DECODED_RESPONSE_DRAWS`` count draws per cell, each log-normalised like the
+        data: as they are, and moved to the target as by ``route="z"``. Its decoded response
+        at level ``u`` is the change of the ``u``-quantile between the two, gene by gene, like
+        a measured response: comparing decoded with decoded cells leaves out what the decoder
+        gets wrong about the cells themselves, and the quantiles keep the zeros and the
+        spread of the response.
 
         Returns
         -------
-        Tensor of shape ``(n_components, n_genes)``; NaN rows for the components that do not
-        borrow.
+        Tensor of shape ``(n_components, N_QUANTILES, n_genes)``; NaN for the components that
+        do not borrow.
         """
         n_components = self.module.n_components
         component, condition = training["component"], training["condition"]
@@ -247,27 +250,39 @@ class PerturbationMixin(ResponseMixin):
         )
         borrows = (counts[0] >= MIN_RESPONSE_CELLS) & (counts[1] < MIN_RESPONSE_CELLS)
         n_genes = training["expression"].shape[1]
-        decoded = torch.full((n_components, n_genes), float("nan"))
+        decoded = torch.full((n_components, N_QUANTILES, n_genes), float("nan"))
         rows = torch.nonzero((condition == source_code) & borrows[component]).flatten()
         if len(rows) == 0:
             return decoded
-        cells = {key: None if value is None else value[rows] for key, value in training.items()}
-        z = self._moved_latents(cells, target_code, "z", bandwidth, batch_size)
-        target = torch.full_like(cells["condition"][:, None], target_code)
+        # every cell DECODED_RESPONSE_DRAWS times: one count draw per row
+        draws = rows.repeat(DECODED_RESPONSE_DRAWS)
+        cells = {
+            key: None if value is None else value[draws]
+            for key, value in training.items()
+            if key != "expression"
+        }
         covariates = {key: cells[key] for key in COVARIATES}
-        obs = pd.DataFrame(index=pd.RangeIndex(len(rows)).astype(str))
-        predicted = self._decode_to_anndata(
-            z,
-            cells["library"],
-            target,
-            obs,
-            n_samples=DECODED_RESPONSE_DRAWS,
-            covariates=covariates,
-            batch_size=batch_size,
-        ).X
-        change = torch.as_tensor(predicted) - cells["expression"]
+        obs = pd.DataFrame(index=pd.RangeIndex(len(draws)).astype(str))
+        moved = self._moved_latents(cells, target_code, "z", bandwidth, batch_size)
+        source, target = (
+            torch.as_tensor(
+                self._decode_to_anndata(
+                    z,
+                    cells["library"],
+                    torch.full_like(cells["condition"][:, None], code),
+                    obs,
+                    covariates=covariates,
+                    batch_size=batch_size,
+                ).X
+            )
+            for z, code in ((cells["z"], source_code), (moved, target_code))
+        )
+        levels = quantile_levels()
         for k in torch.nonzero(borrows).flatten().tolist():
-            decoded[k] = change[cells["component"] == k].mean(0)
+            members = cells["component"] == k
+            decoded[k] = quantile_function(target[members], levels) - quantile_function(
+                source[members], levels
+            )
         return decoded
 
     def _moved_latents(

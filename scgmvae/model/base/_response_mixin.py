@@ -259,13 +259,13 @@ class ResponseMixin:
             )
         weights[weights.sum(1) == 0] = measured.float() / measured.sum()
         n_components, n_genes = self.module.n_components, cells["expression"].shape[1]
-        levels = (torch.arange(N_QUANTILES, dtype=torch.float) + 0.5) / N_QUANTILES
+        levels = quantile_levels()
         quantiles = torch.zeros(2, n_components, N_QUANTILES, n_genes)
         for side, code in enumerate((source_code, target_code)):
             for k in range(n_components):
                 rows = (cells["component"] == k) & (cells["condition"] == code)
                 if int(rows.sum()) >= MIN_RESPONSE_CELLS:
-                    quantiles[side, k] = _quantile_function(cells["expression"][rows], levels)
+                    quantiles[side, k] = quantile_function(cells["expression"][rows], levels)
         responses = torch.einsum("kj,jqg->kqg", weights, quantiles[1] - quantiles[0])
         has_source = ~torch.isnan(centres[0]).any(-1)
         source = quantiles[0].clone()
@@ -273,7 +273,12 @@ class ResponseMixin:
         return source, responses
 
 
-def _quantile_function(values: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+def quantile_levels() -> torch.Tensor:
+    """The ``N_QUANTILES`` levels of the quantile functions, the midpoints of equal bins."""
+    return (torch.arange(N_QUANTILES, dtype=torch.float) + 0.5) / N_QUANTILES
+
+
+def quantile_function(values: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     """Quantiles of each column of ``values`` at ``levels``, interpolated linearly."""
     ordered = values.sort(dim=0).values
     position = levels * (len(values) - 1)
