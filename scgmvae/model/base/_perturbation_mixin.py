@@ -13,7 +13,6 @@ from scgmvae._random import seeded_generator
 from ._response_mixin import (
     COVARIATES,
     DEFAULT_RESPONSE_BANDWIDTH,
-    MIN_RESPONSE_CELLS,
     N_QUANTILES,
     ResponseMixin,
     quantile_function,
@@ -65,11 +64,11 @@ class PerturbationMixin(ResponseMixin):
         differences-in-differences; cells tied at one value, such as the zeros, are spread
         evenly over the levels of the tie, in a random order that ``scvi.settings.seed`` fixes
         when it is set): the cell keeps its identity, and the response keeps the spread and
-        the zeros the training cells showed. A component that borrows its response has no measured
-        response of its own, but the decoder knows its cells: its response is pulled towards
-        its decoded response, the change of the quantiles of its training cells' decoded
-        expression when they are moved as by ``route="z"`` (``decoded_response_weight``). With
-        ``route="z"`` the cell's own ``z`` is moved by
+        the zeros the training cells showed. A component that borrows its response has no
+        measured response of its own, but the decoder knows its cells: its response is pulled
+        towards its decoded response, the change of the quantiles of its training cells'
+        decoded expression when they are moved as by ``route="z"``
+        (``decoded_response_weight``). With ``route="z"`` the cell's own ``z`` is moved by
         the latent response and decoded; with ``route="w"`` (the thesis' route) its ``w`` and
         component are decoded into the component's mean ``z`` first, then moved. With
         ``condition_effect="network"`` the decoding routes decode under the target condition
@@ -227,30 +226,26 @@ class PerturbationMixin(ResponseMixin):
         """The decoded quantile response of each component that borrows its response.
 
         A component borrows when it has at least ``MIN_RESPONSE_CELLS`` training cells under
-        the source condition and fewer under the target. Its source cells are decoded twice,
-        with ``DECODED_RESPONSE_DRAWS`` count draws per cell, each log-normalised like the
-        data: as they are, and moved to the target as by ``route="z"``. Its decoded response
-        at level ``u`` is the change of the ``u``-quantile between the two, gene by gene, like
-        a measured response: comparing decoded with decoded cells leaves out what the decoder
-        gets wrong about the cells themselves, and the quantiles keep the zeros and the
-        spread of the response.
+        the source condition and fewer under the target (:meth:`_component_means`). Its
+        source cells are decoded twice, with ``DECODED_RESPONSE_DRAWS`` count draws per cell,
+        each log-normalised like the data: as they are, and moved to the target as by
+        ``route="z"``. Its decoded response at level ``u`` is the change of the ``u``-quantile
+        between the two, gene by gene, like a measured response: comparing decoded with
+        decoded cells leaves out what the decoder gets wrong about the cells themselves, and
+        the quantiles keep the zeros and the spread of the response.
 
         Returns
         -------
         Tensor of shape ``(n_components, N_QUANTILES, n_genes)``; NaN for the components that
         do not borrow.
         """
-        n_components = self.module.n_components
-        component, condition = training["component"], training["condition"]
-        counts = torch.stack(
-            [
-                torch.bincount(component[condition == code], minlength=n_components)
-                for code in (source_code, target_code)
-            ]
-        )
-        borrows = (counts[0] >= MIN_RESPONSE_CELLS) & (counts[1] < MIN_RESPONSE_CELLS)
+        # a centre is NaN where a component has too few cells under that condition
+        centres, _ = self._component_means((source_code, target_code), batch_size)
+        seen = ~torch.isnan(centres).any(-1)
+        borrows = (seen[0] & ~seen[1]).cpu()
         n_genes = training["expression"].shape[1]
-        decoded = torch.full((n_components, N_QUANTILES, n_genes), float("nan"))
+        decoded = torch.full((self.module.n_components, N_QUANTILES, n_genes), float("nan"))
+        component, condition = training["component"], training["condition"]
         rows = torch.nonzero((condition == source_code) & borrows[component]).flatten()
         if len(rows) == 0:
             return decoded
