@@ -57,17 +57,18 @@ class Peer:
 
 
 PEERS = {
-    "scgen": Peer(
-        "scgen.py", "SCGMVAE_SCGEN_PYTHON", "pertpy", "pertpy[jax] (Python >= 3.12)", "scGen"
-    ),
-    "cpa": Peer("cpa.py", "SCGMVAE_CPA_PYTHON", "cpa", "cpa-tools (Python 3.10)", "CPA"),
     "trvae": Peer(
         "trvae.py", "SCGMVAE_TRVAE_PYTHON", "scarches", "scarches (Python 3.11)", "trVAE"
     ),
     "scpram": Peer(
         "scpram.py", "SCGMVAE_SCPRAM_PYTHON", "scpram", "scpram (Python 3.11)", "scPRAM"
     ),
+    "scgen": Peer(
+        "scgen.py", "SCGMVAE_SCGEN_PYTHON", "pertpy", "pertpy[jax] (Python >= 3.12)", "scGen"
+    ),
+    "cpa": Peer("cpa.py", "SCGMVAE_CPA_PYTHON", "cpa", "cpa-tools (Python 3.10)", "CPA"),
 }
+"""The peers in the order they run: the strongest published on Kang (scPerturBench) first."""
 
 
 def _peer(name: str) -> Peer:

@@ -80,6 +80,13 @@ stimulated cells (enough for the noise ceiling's halves and stable DEGs)."""
 FULL_MAX_EPOCHS = 100
 """Epochs of CGMVAE and scVI with ``--full`` unless ``--max-epochs`` says otherwise (chosen from
 the loss curve of one CGMVAE on the full data; see the section's notes)."""
+SCGEN_EPOCHS = 200
+"""scGen's epochs without ``--full`` (``benchmarks/peers/scgen.py``'s default), for the notes."""
+FULL_PEER_EPOCHS = {"scgen": FULL_MAX_EPOCHS}
+"""With ``--full``, the epochs of the peers that train for a fixed number of epochs rather than
+until their validation loss stops improving: scGen as long as CGMVAE and scVI (the issue's
+reference scGen run on this file used 100 epochs too; 200 batches-of-32 epochs at this size
+would double the longest job of the run)."""
 N_HVGS = 2000
 DEG_TEST = "wilcoxon"
 """The scGen protocol's genes and DEG test (the default tables)."""
@@ -152,17 +159,20 @@ def _cgmvae_predictions(
     }
 
 
-def _peer_predictions(train, control, seed: int, smoke: bool, key: str) -> dict:
+def _peer_predictions(train, control, seed: int, smoke: bool, key: str, peer_epochs: dict) -> dict:
     predictions = {}
     for name, peer in PEERS.items():
+        epochs = peer_epochs.get(name)
 
-        def run(name=name):
-            predicted = run_peer(name, train, control, seed=seed, smoke=smoke)
+        def run(name=name, epochs=epochs):
+            predicted = run_peer(name, train, control, seed=seed, smoke=smoke, max_epochs=epochs)
             if predicted is not None:
                 predicted.uns["train_seconds"] = predicted.uns["peer"]["train_seconds"]
             return predicted
 
-        predicted = _cache.cached(_cache.digest(name, key, seed, smoke, peer.script), run)
+        # the epochs enter the key only when set, so runs at the scripts' defaults stay stored
+        extra = () if epochs is None else (epochs,)
+        predicted = _cache.cached(_cache.digest(name, key, seed, smoke, peer.script, *extra), run)
         if predicted is None:
             print(skip_message(name), flush=True)
             continue
@@ -250,11 +260,13 @@ def run_one(
     smoke: bool,
     bandwidths=None,
     deg_test: str = DEG_TEST,
+    peer_epochs: dict | None = None,
 ) -> tuple[list[dict], dict]:
     """Every method's scores for one held-out type and seed, one dict per method; with
     ``bandwidths``, CGMVAE's default route at those bandwidths only. Also what the
     similarity-weighted shift used: the nearest type and the weights. ``deg_test`` ranks the
-    real stimulated against the control cells of the type for its top-100 DEGs."""
+    real stimulated against the control cells of the type for its top-100 DEGs; ``peer_epochs``
+    sets the epochs of peers by name (the peer scripts' defaults otherwise)."""
     held_out = (adata.obs[LABEL] == cell_type) & (adata.obs[CONDITION] == STIM)
     train = adata[~held_out].copy()
     control = adata[(adata.obs[LABEL] == cell_type) & (adata.obs[CONDITION] == CTRL)].copy()
@@ -270,7 +282,7 @@ def run_one(
         # table needs no retraining; this section reports the bandwidths only
         predictions = {name: p for name, p in predictions.items() if name not in CGMVAE_ROWS}
     else:
-        predictions.update(_peer_predictions(train, control, seed, smoke, key))
+        predictions.update(_peer_predictions(train, control, seed, smoke, key, peer_epochs or {}))
         predictions["scVI latent arithmetic"] = _scvi_prediction(
             train, control, seed, max_epochs, key
         )
@@ -525,7 +537,14 @@ def main() -> None:
     for cell_type in cell_types:
         for seed in seeds:
             scored, used = run_one(
-                adata, cell_type, seed, epochs, args.smoke, args.bandwidths, deg_test
+                adata,
+                cell_type,
+                seed,
+                epochs,
+                args.smoke,
+                args.bandwidths,
+                deg_test,
+                FULL_PEER_EPOCHS if args.full else None,
             )
             similarity[cell_type] = used
             for row in scored:
@@ -617,6 +636,7 @@ def _write(frame, adata, args, cell_types, seeds, epochs, similarity) -> None:
         "stimulated and control cells of the type (lower is better); e_distance_scaled: "
         "pertpy's compare_distance(mode='scaled'). See scgmvae.tl.evaluate_perturbation."
     )
+    scgen_epochs = FULL_PEER_EPOCHS["scgen"] if args.full else SCGEN_EPOCHS
     methods_note = (
         "CGMVAE: predict_perturbation's defaults (route expression: each control cell plus its "
         "component's expression response at the cell's quantile; a held-out type borrows the "
@@ -626,10 +646,10 @@ def _write(frame, adata, args, cell_types, seeds, epochs, similarity) -> None:
         "moves the cell's z and decodes one draw, 'route w' decodes the component's mean "
         "from w (the thesis' route); "
         "'bandwidth b': the default route with response_bandwidth=b. Peers (each in its own "
-        "Python, benchmarks/_peers.py and benchmarks/peers/README.md): pertpy 1.4's scGen, 200 "
-        "epochs of batches of 32, on log1p CP10k; CPA: cpa-tools 0.8.8 with its Kang "
-        "tutorial's settings (early stopping); trVAE and scPRAM as their tutorials; a peer "
-        "whose Python was not set up for the run has no row. "
+        "Python, benchmarks/_peers.py and benchmarks/peers/README.md): pertpy 1.4's scGen, "
+        f"{scgen_epochs} epochs of batches of 32, on log1p CP10k; CPA: cpa-tools 0.8.8 with "
+        "its Kang tutorial's settings (early stopping); trVAE and scPRAM as their tutorials; "
+        "a peer whose Python was not set up for the run has no row. "
         f"scVI latent arithmetic and CGMVAE: {epochs} epochs. Model-free rows "
         "(benchmarks/_baselines.py; gene space, log1p CP10k of the training cells; a type's "
         "response is the mean of its stimulated minus the mean of its control cells): 'pooled "
