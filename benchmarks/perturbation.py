@@ -372,7 +372,7 @@ def figure(frame: pd.DataFrame, path: Path, title: str) -> None:
     types = sorted(frame["cell_type"].unique())
     rows = [*types, "mean"]
     baselines = set(_baselines.BASELINES)
-    palette = iter(["#1b9e77", "#d95f02", "#e7298a", "#66a61e", "#e6ab02", "#a6761d"])
+    palette = iter(["#1b9e77", "#d95f02", "#e7298a", "#a6761d", "#e6ab02", "#66a61e"])
     grey = iter(["#555555", "#999999", "#bbbbbb"])
     style = {}
     for method in methods:
