@@ -80,13 +80,10 @@ stimulated cells (enough for the noise ceiling's halves and stable DEGs)."""
 FULL_MAX_EPOCHS = 100
 """Epochs of CGMVAE and scVI with ``--full`` unless ``--max-epochs`` says otherwise (chosen from
 the loss curve of one CGMVAE on the full data; see the section's notes)."""
-SCGEN_EPOCHS = 200
-"""scGen's epochs without ``--full`` (``benchmarks/peers/scgen.py``'s default), for the notes."""
 FULL_PEER_EPOCHS = {"scgen": FULL_MAX_EPOCHS}
 """With ``--full``, the epochs of the peers that train for a fixed number of epochs rather than
-until their validation loss stops improving: scGen as long as CGMVAE and scVI (the issue's
-reference scGen run on this file used 100 epochs too; 200 batches-of-32 epochs at this size
-would double the longest job of the run)."""
+until their validation loss stops improving: scGen as long as CGMVAE and scVI, as in the issue's
+reference scGen run on this file."""
 N_HVGS = 2000
 DEG_TEST = "wilcoxon"
 """The scGen protocol's genes and DEG test (the default tables)."""
@@ -544,7 +541,7 @@ def main() -> None:
                 args.smoke,
                 args.bandwidths,
                 deg_test,
-                FULL_PEER_EPOCHS if args.full else None,
+                peer_epochs=FULL_PEER_EPOCHS if args.full else None,
             )
             similarity[cell_type] = used
             for row in scored:
@@ -636,7 +633,9 @@ def _write(frame, adata, args, cell_types, seeds, epochs, similarity) -> None:
         "stimulated and control cells of the type (lower is better); e_distance_scaled: "
         "pertpy's compare_distance(mode='scaled'). See scgmvae.tl.evaluate_perturbation."
     )
-    scgen_epochs = FULL_PEER_EPOCHS["scgen"] if args.full else SCGEN_EPOCHS
+    scgen_epochs = (
+        f"{FULL_PEER_EPOCHS['scgen']} epochs" if args.full else "its script's default epochs"
+    )
     methods_note = (
         "CGMVAE: predict_perturbation's defaults (route expression: each control cell plus its "
         "component's expression response at the cell's quantile; a held-out type borrows the "
@@ -647,7 +646,7 @@ def _write(frame, adata, args, cell_types, seeds, epochs, similarity) -> None:
         "from w (the thesis' route); "
         "'bandwidth b': the default route with response_bandwidth=b. Peers (each in its own "
         "Python, benchmarks/_peers.py and benchmarks/peers/README.md): pertpy 1.4's scGen, "
-        f"{scgen_epochs} epochs of batches of 32, on log1p CP10k; CPA: cpa-tools 0.8.8 with "
+        f"{scgen_epochs} of batches of 32, on log1p CP10k; CPA: cpa-tools 0.8.8 with "
         "its Kang tutorial's settings (early stopping); trVAE and scPRAM as their tutorials; "
         "a peer whose Python was not set up for the run has no row. "
         f"scVI latent arithmetic and CGMVAE: {epochs} epochs. Model-free rows "
