@@ -160,3 +160,26 @@ def test_differential_expression_recovers_the_interferon_genes(kang_hvg):
 # interferon genes among the 30 most probable up genes, measured 2026-11-26 with training seeds
 # 0-2: 8, 10 and 9 of the 13
 IFN_FLOOR = 7
+
+
+def test_posterior_predictive_sample_copies_the_cells(donors_model):
+    adata, model = donors_model
+    torch.manual_seed(0)
+    copies = model.posterior_predictive_sample()
+    assert copies.shape == adata.shape
+    counts = copies.todense()
+    assert np.array_equal(counts, np.round(counts)) and counts.min() >= 0
+    # each copy keeps its cell's library size and its type's profile
+    real = np.asarray(adata.X)
+    np.testing.assert_allclose(counts.sum(1).mean(), real.sum(1).mean(), rtol=0.1)
+    labels = adata.obs["cell_type"].to_numpy()
+    for label in np.unique(labels):
+        profile = counts[labels == label].mean(0)
+        others = [real[labels == o].mean(0) for o in np.unique(labels) if o != label]
+        own = np.corrcoef(profile, real[labels == label].mean(0))[0, 1]
+        assert own > 0.9
+        assert all(own > np.corrcoef(profile, o)[0, 1] for o in others)
+    several = model.posterior_predictive_sample(indices=[0, 1, 2], n_samples=5)
+    assert several.shape == (3, adata.n_vars, 5)
+    two_genes = model.posterior_predictive_sample(gene_list=["dim_3", "dim_7"])
+    assert two_genes.shape == (adata.n_obs, 2)

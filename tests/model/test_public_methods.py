@@ -104,6 +104,9 @@ def _calls(adata, model, folder) -> dict:
         "load_registry": lambda: (
             model.save(saved, overwrite=True) or "setup_args" in CGMVAE.load_registry(saved)
         ),
+        "posterior_predictive_sample": lambda: (
+            model.posterior_predictive_sample().shape == (n, n_genes)
+        ),
         "predict": lambda: set(model.predict()) <= set(model.label_names),
         "predict_perturbation": lambda: (
             model.predict_perturbation(control, target_condition="stimulated").n_obs

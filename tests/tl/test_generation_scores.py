@@ -32,6 +32,7 @@ def test_cells_of_the_same_kind_pass_for_real(kinds):
     scores = scgmvae.tl.generation_scores(same, real)
     assert set(scores.index) == {
         "classifier_auc",
+        "classifier_auc_forest",
         "e_distance",
         "e_distance_real_split",
         "e_distance_ratio",
@@ -40,6 +41,7 @@ def test_cells_of_the_same_kind_pass_for_real(kinds):
         "r2_zero_fraction",
     }
     assert 0.4 < scores["classifier_auc"] < 0.62
+    assert 0.4 < scores["classifier_auc_forest"] < 0.62
     assert 0.5 < scores["e_distance_ratio"] < 1.6
     assert scores["r2_mean"] > 0.95
     assert scores["r2_zero_fraction"] > 0.95
@@ -59,6 +61,19 @@ def test_cells_of_another_kind_or_without_noise_are_caught(kinds):
     scores = scgmvae.tl.generation_scores(smooth, real)
     assert scores["classifier_auc"] > 0.95
     assert scores["r2_zero_fraction"] < 0.5 or np.isnan(scores["r2_zero_fraction"])
+
+
+def test_the_forest_catches_the_right_centre_with_too_much_spread(kinds):
+    rng, means, _ = kinds
+    real = _cells(rng, means, 300, "real")
+    real.X = np.log1p(real.X)  # log-normalised values are scored as they are
+    # the same centre, twice the spread: no linear boundary sets the two sets apart
+    centre = real.X.mean(0)
+    spread = _cells(rng, means, 300, "synthetic")
+    spread.X = centre + 2 * (np.log1p(spread.X) - centre)
+    scores = scgmvae.tl.generation_scores(spread, real)
+    assert scores["classifier_auc"] < 0.7
+    assert scores["classifier_auc_forest"] > 0.9
 
 
 def test_the_same_seed_gives_the_same_scores(kinds):

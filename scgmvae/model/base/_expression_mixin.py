@@ -22,8 +22,13 @@ if TYPE_CHECKING:
 _DE_LIKELIHOODS = ("nb", "zinb", "poisson", "bernoulli")
 
 
+def _gene_mask(names: AnnData, gene_list: Sequence[str] | None) -> slice | np.ndarray:
+    """The genes of ``gene_list`` among ``names.var_names`` (all of them without a list)."""
+    return slice(None) if gene_list is None else names.var_names.isin(gene_list)
+
+
 class ExpressionMixin:
-    """``get_normalized_expression`` and ``differential_expression`` as in scVI."""
+    """Decoded expression, posterior predictive cells and differential expression, as in scVI."""
 
     @torch.inference_mode()
     def get_normalized_expression(
@@ -90,7 +95,7 @@ class ExpressionMixin:
             n_samples = n_samples_overall // len(indices) + 1
         batch_codes = self._transform_batch_codes(transform_batch)
         condition_code = None if condition is None else self._condition_codes([condition])[0]
-        gene_mask = slice(None) if gene_list is None else names.var_names.isin(gene_list)
+        gene_mask = _gene_mask(names, gene_list)
         own_library = library_size == "latent"
         # cells of other conditions move to the target as predict_perturbation moves them
         responses = {}
@@ -118,6 +123,59 @@ class ExpressionMixin:
             result, index=names.obs_names[indices], columns=names.var_names[gene_mask]
         )
 
+    @torch.inference_mode()
+    def posterior_predictive_sample(
+        self,
+        adata: AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        n_samples: int = 1,
+        gene_list: Sequence[str] | None = None,
+        batch_size: int | None = None,
+    ):
+        """Cells drawn from the posterior predictive distribution ``p(x_new | x)``, as in scVI.
+
+        For each cell, ``z`` is drawn from its posterior ``n_samples`` times and each draw is
+        decoded with the cell's own condition, batch, covariates and library size; the values
+        are then drawn from the likelihood (counts for count likelihoods). These are the
+        model's own copies of real cells, the counterpart of scVI's
+        ``posterior_predictive_sample``.
+
+        Parameters
+        ----------
+        adata
+            AnnData with the registered genes; defaults to the one the model was set up with.
+        indices
+            Cells of ``adata`` to use; all by default.
+        n_samples
+            Draws per cell.
+        gene_list
+            Return these genes only.
+        batch_size
+            Minibatch size of the forward passes.
+
+        Returns
+        -------
+        A ``sparse.GCXS`` array (the type scVI returns) of shape ``(n_cells, n_genes)``, or
+        ``(n_cells, n_genes, n_samples)`` when ``n_samples > 1``; ``.todense()`` gives NumPy.
+        """
+        import sparse
+
+        names = self.adata if adata is None else adata
+        indices = np.arange(names.n_obs) if indices is None else np.asarray(indices)
+        gene_mask = _gene_mask(names, gene_list)
+        draws = [
+            self._decode_posterior_samples(
+                tensors, n_samples, [None], None, {}, own_library=True, draw=True
+            )[..., gene_mask]
+            .cpu()
+            .numpy()
+            for tensors in self._minibatches(adata, indices, batch_size)
+        ]
+        samples = np.moveaxis(np.concatenate(draws, axis=1), 0, -1)  # (cells, genes, samples)
+        if n_samples == 1:
+            samples = samples[..., 0]
+        return sparse.GCXS.from_numpy(samples, compressed_axes=(0,))
+
     def _decode_posterior_samples(
         self,
         tensors: dict[str, torch.Tensor],
@@ -126,13 +184,15 @@ class ExpressionMixin:
         condition_code: int | None,
         responses: dict[int, torch.Tensor],
         own_library: bool,
+        draw: bool = False,
     ) -> torch.Tensor:
         """Decoded expression of ``n_samples`` posterior draws of ``z``: ``(S, n, genes)``.
 
         Each draw is decoded under every batch of ``batch_codes`` (``None``: the cell's own)
         and the results averaged. Frequencies for count likelihoods, times each cell's library
         size with ``own_library``. Under another condition, each cell's draws move by its
-        component's response.
+        component's response. With ``draw``, values drawn from the likelihood of the first
+        batch of ``batch_codes`` instead.
         """
         module = self.module
         inputs = module._get_inference_input(tensors)
@@ -154,9 +214,11 @@ class ExpressionMixin:
         samples = []
         for _ in range(n_samples):
             z = bounded(qz.sample(), module.latent_bound) + move
-            expression = torch.stack(
-                [module.decode(z, log_library, condition, b, **covariates)[1] for b in batches]
-            ).mean(0)
+            decoded = [module.decode(z, log_library, condition, b, **covariates) for b in batches]
+            if draw:
+                samples.append(decoded[0][0].sample())
+                continue
+            expression = torch.stack([scale for _, scale in decoded]).mean(0)
             if own_library and module.is_count_model:
                 expression = expression * torch.exp(log_library)
             samples.append(expression)
