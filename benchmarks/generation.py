@@ -60,6 +60,7 @@ SCORES = (
     "r2_zero_fraction",
 )
 RATIO_TICKS = (1, 1.5, 2, 3, 5, 10, 20, 50)
+AUC_LIMITS = (0.35, 1.02)
 """Ticks of the log-scaled E-distance ratio axis of the figure."""
 METHODS = (
     "CGMVAE generate",
@@ -163,11 +164,12 @@ def figure(frame: pd.DataFrame, path, title: str) -> None:
         "classifier_auc_forest": ("random forest's real-vs-synthetic AUC (0.5: as real)", 0.6),
         "e_distance_ratio": ("E-distance / real-vs-real split E-distance (1: as real)", 1.5),
     }
+    # one panel per row, so that each keeps the page's full width
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(19, 0.75 * len(groups) + 1.8), sharey=True, squeeze=False
+        len(panels), 1, figsize=(10, len(panels) * (0.75 * len(groups) + 1.2)), squeeze=False
     )
     offsets = dict(zip(METHODS, np.linspace(-0.27, 0.27, len(METHODS)), strict=True))
-    for ax, (metric, (label, goal)) in zip(axes[0], panels.items(), strict=True):
+    for ax, (metric, (label, goal)) in zip(axes[:, 0], panels.items(), strict=True):
         for y, group in enumerate(groups):
             if y % 2 == 0:
                 ax.axhspan(y - 0.5, y + 0.5, color="#f3f3f3", zorder=0)
@@ -188,13 +190,15 @@ def figure(frame: pd.DataFrame, path, title: str) -> None:
             ticks = [t for t in RATIO_TICKS if t <= frame[metric].max() * 1.2]
             ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
             ax.minorticks_off()
-    axes[0, 0].set_yticks(range(len(groups)), groups)
-    axes[0, 0].set_ylim(len(groups) - 0.5, -0.5)
+        else:  # both classifiers on one scale
+            ax.set_xlim(*AUC_LIMITS)
+        ax.set_yticks(range(len(groups)), groups)
+        ax.set_ylim(len(groups) - 0.5, -0.5)
     handles = [plt.Line2D([], [], ls="", marker="o", color=colors[m], label=m) for m in METHODS]
     fig.legend(
         handles=handles,
         loc="upper center",
-        ncol=len(METHODS),
+        ncol=3,
         frameon=False,
         bbox_to_anchor=(0.5, 0.0),
     )
@@ -242,9 +246,9 @@ def main() -> None:
     )
     notes = (
         "Mean over the type x condition groups, then mean ± sd over seeds (each seed in "
-        "brackets). Real-vs-synthetic AUC per group, logistic regression then random forest "
-        "(mean over seeds; n_real: held-out real cells of the group):\n\n"
-        f"{per_group['classifier_auc'].round(3).to_markdown()}\n\n"
+        "brackets). Real-vs-synthetic AUC per group (mean over seeds; n_real: held-out real "
+        "cells of the group). Logistic regression:\n\n"
+        f"{per_group['classifier_auc'].round(3).to_markdown()}\n\nRandom forest:\n\n"
         f"{per_group['classifier_auc_forest'].round(3).to_markdown()}\n\n"
         "Scores from scgmvae.tl.generation_scores, against the held-out real cells of the "
         "group: classifier_auc, a logistic regression on 50 principal components (log1p "
