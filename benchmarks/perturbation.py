@@ -351,10 +351,18 @@ def _wide(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     return wide.round(3)
 
 
-def figure(frame: pd.DataFrame, path: Path, title: str) -> None:
+def figure(
+    frame: pd.DataFrame,
+    path: Path,
+    title: str,
+    panels: dict[str, str] = FIGURE_METRICS,
+    skip_panel: dict[str, tuple[str, ...]] = FIGURE_SKIP_PANEL,
+    model_free: tuple[str, ...] = tuple(_baselines.BASELINES),
+) -> None:
     """Per held-out type, each method's score (mean over seeds, a large dot; each seed, a
     small one) with the noise ceiling as a black bar and the borrowing bound as a dashed grey
-    one, one panel per :data:`FIGURE_METRICS`."""
+    one; one panel per entry of ``panels`` (score: panel title), without the methods that
+    ``skip_panel`` names for that score. The ``model_free`` rows are drawn as grey squares."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -368,7 +376,6 @@ def figure(frame: pd.DataFrame, path: Path, title: str) -> None:
     methods = [m for m in dict.fromkeys(frame["method"]) if m not in (*FIGURE_SKIP, *bars)]
     types = sorted(frame["cell_type"].unique())
     rows = [*types, "mean"]
-    baselines = set(_baselines.BASELINES)
     palette = iter(["#1b9e77", "#d95f02", "#e7298a", "#a6761d", "#e6ab02", "#66a61e"])
     grey = iter(["#555555", "#999999", "#bbbbbb"])
     style = {}
@@ -383,11 +390,11 @@ def figure(frame: pd.DataFrame, path: Path, title: str) -> None:
                 "s": 70,
                 "zorder": 5,
             }
-        elif method in baselines:
+        elif method in model_free:
             style[method] = {"color": next(grey), "marker": "s", "s": 45, "zorder": 3}
         else:
             style[method] = {"color": next(palette), "marker": "D", "s": 45, "zorder": 4}
-    metrics = [m for m in FIGURE_METRICS if m in frame]
+    metrics = [m for m in panels if m in frame]
     fig, axes = plt.subplots(
         1,
         len(metrics),
@@ -406,11 +413,11 @@ def figure(frame: pd.DataFrame, path: Path, title: str) -> None:
             if y % 2 == 0:
                 ax.axhspan(y - 0.5, y + 0.5, color="#f3f3f3", zorder=0)
             for bar, kw in bars.items():
-                if bar in means and bar not in FIGURE_SKIP_PANEL.get(metric, ()):
+                if bar in means and bar not in skip_panel.get(metric, ()):
                     value = means.loc[row, bar]
                     ax.plot([value, value], [y - 0.42, y + 0.42], zorder=6, **kw)
             for method in methods:
-                if method not in means or method in FIGURE_SKIP_PANEL.get(metric, ()):
+                if method not in means or method in skip_panel.get(metric, ()):
                     continue
                 yy = y + offsets[method]
                 kw = style[method]
@@ -431,13 +438,13 @@ def figure(frame: pd.DataFrame, path: Path, title: str) -> None:
                             marker="|",
                         )
         ax.axhline(len(types) - 0.5, color="black", lw=0.8)
-        ax.set_title(FIGURE_METRICS[metric], fontsize=11)
+        ax.set_title(panels[metric], fontsize=11)
         ax.tick_params(labelsize=11)
         ax.grid(axis="x", color="#dddddd", lw=0.6)
         ax.set_axisbelow(True)
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
-        skip = FIGURE_SKIP_PANEL.get(metric, ())
+        skip = skip_panel.get(metric, ())
         shown = means[[m for m in [*methods, *bars] if m in means and m not in skip]]
         low = np.nanmin(shown.to_numpy())
         ax.set_xlim(max(-1.0, min(low - 0.05, 0.5)), 1.01)
