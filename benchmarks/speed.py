@@ -3,15 +3,20 @@
 Every method runs in its own process (so peak RSS is its own) with the same batch size (128),
 layer width (128), number of layers (1) and latent size (10): training time per epoch and
 cells/s, ``get_latent_representation`` and ``predict`` (scANVI's, built on the trained scVI,
-for scVI) time and cells/s, and the process's peak resident memory.
+for scVI) time and cells/s, CGMVAE's ``predict_perturbation`` of every control cell to the
+other condition, and the process's peak resident memory.
 
-Two settings:
+Three settings:
 
 - ``--dataset kang``: the 832-cell Kang file on 2,000 HVGs, 50 epochs, 3 seeds.
+- ``--dataset kang6``: the full-size Kang data (``kang_ifnb_6donors.h5ad`` from
+  ``$SCGMVAE_DATA_DIR``, 12,103 cells) on 2,000 HVGs, 10 epochs, 3 seeds; the time of a
+  ``train()`` at the default number of epochs follows from the time per epoch.
 - ``--dataset synthetic``: 200,000 cells x 2,000 genes of sparse (CSR) counts written to an
   h5ad, 1 epoch; our models also train from the file opened with ``backed="r"``.
 
     python benchmarks/speed.py --dataset kang        # -> docs/benchmarks/speed.md, section speed
+    python benchmarks/speed.py --dataset kang6       # -> section speed_kang6
     python benchmarks/speed.py --dataset synthetic   # -> docs/benchmarks/speed.md, section scale
     python benchmarks/speed.py --smoke               # tiny synthetic run (CI), writes nothing
 """
@@ -36,6 +41,8 @@ from scvi.model._utils import get_max_epochs_heuristic
 
 METHODS = ("scVI", "GMVAE", "CGMVAE")
 BATCH_SIZE = 128
+DEFAULT_EPOCHS = {"kang": 50, "kang6": 10, "synthetic": 1}
+"""Epochs per setting: the time per epoch settles after a few, so the larger data run fewer."""
 N_CLUSTERS = 10
 
 
@@ -110,6 +117,12 @@ def worker(method: str, path: str, max_epochs: int, backed: bool, seed: int) -> 
 
         init = ClusterInit(*cluster_init_epochs(get_max_epochs_heuristic(n)), seed=seed)
         _, cluster_seconds = _timed(lambda: init._clusters(latent, model.module.n_components))
+    perturbation_seconds = float("nan")
+    if method == "CGMVAE" and not backed:
+        control = adata[adata.obs["condition"] == "control"].copy()
+        _, perturbation_seconds = _timed(
+            lambda: model.predict_perturbation(control, target_condition="stimulated")
+        )
     if method == "scVI":
         model = scvi.model.SCANVI.from_scvi_model(model, unlabeled_category="Unknown")
     _, predict_seconds = _timed(lambda: model.predict(batch_size=BATCH_SIZE))
@@ -121,6 +134,7 @@ def worker(method: str, path: str, max_epochs: int, backed: bool, seed: int) -> 
         "latent cells/s": n / latent_seconds,
         "predict s": predict_seconds,
         "predict cells/s": n / predict_seconds,
+        "predict_perturbation s": perturbation_seconds,
         # ru_maxrss is in KiB on Linux
         "peak RSS (GB)": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
     }
@@ -149,7 +163,7 @@ def run_in_subprocess(method: str, path: Path, max_epochs: int, backed: bool, se
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", choices=["kang", "synthetic"], default="kang")
+    parser.add_argument("--dataset", choices=sorted(DEFAULT_EPOCHS), default="kang")
     parser.add_argument("--smoke", action="store_true", help="tiny run that checks the code")
     parser.add_argument("--max-epochs", type=int, default=None)
     parser.add_argument("--seeds", type=int, default=None)
@@ -165,7 +179,7 @@ def main() -> None:
 
     setup_threads()  # for the machine line of the table; each worker sets its own
     synthetic = args.dataset == "synthetic" or args.smoke
-    epochs = args.max_epochs or (1 if synthetic else 50)
+    epochs = args.max_epochs or DEFAULT_EPOCHS["synthetic" if synthetic else args.dataset]
     seeds = args.seeds or (1 if synthetic else 3)
     runs = [(m, False) for m in METHODS]
     if synthetic:
@@ -178,7 +192,7 @@ def main() -> None:
         elif synthetic:
             adata = synthetic_counts(args.n_cells, 2_000)
         else:
-            adata = kang()
+            adata = kang(full=args.dataset == "kang6")
         adata.obs["cell_type"] = adata.obs["cell_type"].cat.add_categories("Unknown")
         adata.write_h5ad(path)
         shape = adata.shape
@@ -215,12 +229,18 @@ def main() -> None:
     table[f"unsupervised train() at {default_epochs} epochs vs no cluster init"] = (
         with_init / training
     ).map(lambda ratio: "" if np.isnan(ratio) else f"{ratio:.3f}x")
-    name = "scale" if synthetic else "speed"
-    title = (
-        f"Scale: {shape[0]:,} x {shape[1]:,} sparse counts ({density:.0%} non-zero)"
-        if synthetic
-        else f"Speed and memory (Kang {shape[0]} cells x {shape[1]} HVGs)"
-    )
+    table[f"train() at the default {default_epochs} epochs (min)"] = (
+        means["train s/epoch"] * default_epochs / 60
+    ).map("{:.1f}".format)
+    if synthetic:
+        name = "scale"
+        title = f"Scale: {shape[0]:,} x {shape[1]:,} sparse counts ({density:.0%} non-zero)"
+    elif args.dataset == "kang6":
+        name = "speed_kang6"
+        title = f"Speed and memory (Kang 6 donors, {shape[0]:,} cells x {shape[1]:,} HVGs)"
+    else:
+        name = "speed"
+        title = f"Speed and memory (Kang {shape[0]} cells x {shape[1]} HVGs)"
     command = f"python benchmarks/speed.py --dataset {args.dataset}"
     if args.max_epochs:
         command += f" --max-epochs {epochs}"
@@ -232,7 +252,9 @@ def main() -> None:
         f"{epochs} epoch(s), batch size {BATCH_SIZE}, all cells in training (train_size=1), "
         "n_hidden 128, n_latent 10, 1 layer for every method; one process per method and "
         "seed, so the peak RSS (resident memory, including the data) is its own. predict: "
-        "GMVAE/CGMVAE `predict()` against scANVI's `predict()` on the trained scVI. cluster "
+        "GMVAE/CGMVAE `predict()` against scANVI's `predict()` on the trained scVI. "
+        "predict_perturbation s: CGMVAE's predict_perturbation of every control cell to the "
+        "stimulated condition, with its defaults (in memory only). cluster "
         "init s: the clustering step of an unsupervised train() (k-means into K and into 2K "
         "clusters merged by Ward's linkage, and their silhouettes on at most 5,000 cells), "
         "timed on the trained latent space; with the latent pass it needs (about latent s) "
