@@ -10,8 +10,8 @@ with at least ``MIN_STIMULATED_CELLS`` stimulated cells in the donor is scored o
 - CGMVAE with the donor as its batch covariate, ``predict_perturbation``'s defaults;
 - the per-type mean shift: the donor's control cells of the type plus the type's mean response
   (stimulated - control, log1p CP10k) in the other donors, without any model;
-- pertpy's scGen through ``benchmarks/_peers.py`` (skipped with a message when its Python is not
-  set up);
+- pertpy's scGen through ``benchmarks/_peers.py``, as many epochs as the full-size perturbation
+  benchmark gives it (skipped with a message when its Python is not set up);
 - the donor's control cells, and the split-half noise ceiling of the donor's real stimulated
   cells (``scgmvae.tl.noise_ceiling``).
 
@@ -34,7 +34,7 @@ import scvi
 from _baselines import Responses
 from _common import RESULTS, kang, mean_sd, setup_threads, write_section
 from _peers import PEERS, run_peer, skip_message
-from perturbation import CEILING_ROW, CONTROL_ROW, figure
+from perturbation import CEILING_ROW, CONTROL_ROW, FULL_PEER_EPOCHS, figure
 
 import scgmvae
 
@@ -78,9 +78,12 @@ def _peers(train, control, seed: int, smoke: bool, key: str) -> dict:
     for name, peer in PEERS.items():
         if name != "scgen":  # the donor benchmark compares with scGen only (issue 23)
             continue
+        epochs = FULL_PEER_EPOCHS.get(name)
         predicted = _cache.cached(
-            _cache.digest(name, "donors", key, seed, smoke, peer.script),
-            lambda name=name: run_peer(name, train, control, seed=seed, smoke=smoke),
+            _cache.digest(name, "donors", key, seed, smoke, peer.script, epochs),
+            lambda name=name, epochs=epochs: run_peer(
+                name, train, control, seed=seed, smoke=smoke, max_epochs=epochs
+            ),
         )
         if predicted is None:
             print(skip_message(name), flush=True)
