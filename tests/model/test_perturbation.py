@@ -336,3 +336,88 @@ def test_decoded_response_weight_outside_0_1_is_refused(held_out_model):
     _, train, model = held_out_model
     with pytest.raises(ValueError, match="decoded_response_weight must be between 0 and 1"):
         model.predict_perturbation(train[:5], "stimulated", decoded_response_weight=1.5)
+
+
+def _donor_counts(seed: int = 0):
+    """Two cell types in three donors; donor d3 has control cells only, with a higher baseline
+    in the first genes. Stimulation multiplies the next genes in every donor alike."""
+    import anndata
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    n_genes, n_per_group = 20, 60
+    base = rng.gamma(2.0, 2.0, size=(2, n_genes))
+    cells, obs = [], []
+    for donor, conditions in (("d1", "cs"), ("d2", "cs"), ("d3", "c")):
+        for cell_type in (0, 1):
+            for condition in conditions:
+                rates = base[cell_type].copy()
+                if donor == "d3":
+                    rates[DONOR] *= DONOR_FACTOR
+                if condition == "s":
+                    rates[STIMULATED] *= STIM_FACTOR
+                cells.append(rng.poisson(rates, size=(n_per_group, n_genes)))
+                obs += [(donor, f"type_{cell_type}", CONDITION_NAMES[condition])] * n_per_group
+    obs = pd.DataFrame(obs, columns=["donor", "cell_type", "condition"])
+    obs.index = obs.index.astype(str)
+    return anndata.AnnData(np.vstack(cells).astype(np.float32), obs=obs)
+
+
+DONOR_GENES, DONOR_FACTOR, STIM_FACTOR = 5, 4.0, 4.0
+DONOR, STIMULATED, UNAFFECTED = (
+    slice(0, DONOR_GENES),
+    slice(DONOR_GENES, 2 * DONOR_GENES),
+    slice(2 * DONOR_GENES, None),
+)
+"""The genes d3 raises, the genes stimulation raises, and the others."""
+CONDITION_NAMES = {"c": "control", "s": "stimulated"}
+
+
+def test_responses_are_measured_within_donors():
+    """A donor seen only under control (a new patient's sample) does not bias the response:
+    it is measured within each donor that has both conditions, and the donor's cells keep
+    their own baseline when they move."""
+    adata = _donor_counts()
+    CGMVAE.setup_anndata(
+        adata, condition_key="condition", labels_key="cell_type", batch_key="donor"
+    )
+    model = CGMVAE(adata, n_latent=2)
+    model.train(max_epochs=1, enable_progress_bar=False)  # the responses are the data's
+    control, stimulated = model._condition_codes(["control", "stimulated"])
+    _, responses = (
+        t.numpy() for t in model._expression_quantiles(control, stimulated, 0.15, None)
+    )
+    x = _log_normalised(adata)
+    levels = (np.arange(N_QUANTILES) + 0.5) / N_QUANTILES
+    obs = adata.obs
+    for cell_type in ("type_0", "type_1"):
+        k = model.label_names.index(cell_type)
+        changes, precisions = [], []
+        for donor in ("d1", "d2"):
+            rows = [
+                (
+                    (obs["cell_type"] == cell_type)
+                    & (obs["donor"] == donor)
+                    & (obs["condition"] == c)
+                ).to_numpy()
+                for c in ("control", "stimulated")
+            ]
+            before, after = (np.quantile(x[r], levels, axis=0) for r in rows)
+            changes.append(after - before)
+            precisions.append(rows[0].sum() * rows[1].sum() / (rows[0].sum() + rows[1].sum()))
+        paired = np.average(changes, axis=0, weights=precisions)
+        np.testing.assert_allclose(responses[k], paired, atol=1e-4)
+        # pooled over donors, d3's control cells would make the donor genes look repressed
+        # (relative to the genes stimulation leaves alone, which normalisation moves too)
+        of_type = (obs["cell_type"] == cell_type).to_numpy()
+        pooled = x[of_type & (obs["condition"] == "stimulated").to_numpy()].mean(0) - x[
+            of_type & (obs["condition"] == "control").to_numpy()
+        ].mean(0)
+        assert pooled[DONOR].mean() - pooled[UNAFFECTED].mean() < -0.3
+        mean_response = responses[k].mean(0)
+        assert abs(mean_response[DONOR].mean() - mean_response[UNAFFECTED].mean()) < 0.1
+    d3 = adata[(obs["donor"] == "d3").to_numpy()].copy()
+    predicted = model.predict_perturbation(d3, target_condition="stimulated")
+    moved = predicted.X.mean(0) - _log_normalised(d3).mean(0)
+    assert abs(moved[DONOR].mean() - moved[UNAFFECTED].mean()) < 0.1  # d3 keeps its baseline
+    assert moved[STIMULATED].mean() - moved[UNAFFECTED].mean() > 0.5 * np.log(STIM_FACTOR)
