@@ -64,13 +64,10 @@ class PerturbationMixin(ResponseMixin):
         differences-in-differences; cells tied at one value, such as the zeros, are spread
         evenly over the levels of the tie, in a random order that ``scvi.settings.seed`` fixes
         when it is set): the cell keeps its identity, and the response keeps the spread and
-        the zeros the training cells showed. With a batch key (donors, samples), the response
-        is measured within each batch that holds the component under both conditions and
-        averaged over those batches, so a batch seen under one condition only, such as a new
-        donor's control cells, keeps its own baseline. A component that borrows its response
-        has no measured response of its own, but the decoder knows its cells: its response is
-        pulled towards its decoded response, the change of the quantiles of its training
-        cells' decoded expression when they are moved as by ``route="z"``
+        the zeros the training cells showed. A component that borrows its response has no
+        measured response of its own, but the decoder knows its cells: its response is pulled
+        towards its decoded response, the change of the quantiles of its training cells'
+        decoded expression when they are moved as by ``route="z"``
         (``decoded_response_weight``). With ``route="z"`` the cell's own ``z`` is moved by
         the latent response and decoded; with ``route="w"`` (the thesis' route) its ``w`` and
         component are decoded into the component's mean ``z`` first, then moved. With

@@ -235,9 +235,7 @@ class ResponseMixin:
         Measured on the training data, gene by gene, as quantile functions on
         ``N_QUANTILES`` levels of the log-normalised expression of the component's cells. The
         response at level ``u`` is the change of the ``u``-quantile between the source and the
-        target condition (:meth:`_quantile_changes`: within each batch that holds both, so a
-        batch seen under one condition only, such as a new donor's control cells, does not
-        enter it); components not measured under both borrow the responses of the
+        target condition; components not measured under both borrow the responses of the
         measured ones (:meth:`_borrowing_weights`, plain mean for components without cells),
         and a component without source cells takes the borrowed source quantiles too.
         ``training`` is the training data's :meth:`_encode_cells` (with expression), when the
@@ -260,63 +258,19 @@ class ResponseMixin:
                 "response to transfer; use route='z', which falls back on the learned shift."
             )
         weights[weights.sum(1) == 0] = measured.float() / measured.sum()
-        source, changes = self._quantile_changes(cells, source_code, target_code)
-        responses = torch.einsum("kj,jqg->kqg", weights, changes)
-        has_source = ~torch.isnan(centres[0]).any(-1)
-        source[~has_source] = torch.einsum("kj,jqg->kqg", weights[~has_source], source)
-        return source, responses
-
-    def _quantile_changes(
-        self, cells: dict[str, torch.Tensor], source_code: int, target_code: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each component's source quantiles and their change to the target condition.
-
-        The change is measured within each batch that holds at least ``MIN_RESPONSE_CELLS``
-        of the component's cells under both conditions, as for paired samples, and averaged
-        over those batches with weights ``n_s n_t / (n_s + n_t)`` (the precision of a
-        difference of two means of ``n_s`` and ``n_t`` cells). Where no batch holds both
-        conditions (each batch seen under one condition), the change is that of the pooled
-        cells. The source quantiles, which place a cell at its level, pool every batch.
-
-        Returns
-        -------
-        Both of shape ``(n_components, N_QUANTILES, n_genes)``, zeros for components with
-        too few cells.
-        """
         n_components, n_genes = self.module.n_components, cells["expression"].shape[1]
         levels = quantile_levels()
-        source = torch.zeros(n_components, N_QUANTILES, n_genes)
-        changes = torch.zeros(n_components, N_QUANTILES, n_genes)
-        batches = cells["batch_index"]
-        batches = torch.zeros_like(cells["condition"]) if batches is None else batches.flatten()
-        for k in range(n_components):
-            of_k = cells["component"] == k
-            sides = [of_k & (cells["condition"] == code) for code in (source_code, target_code)]
-            if min(int(rows.sum()) for rows in sides) < MIN_RESPONSE_CELLS:
-                if int(sides[0].sum()) >= MIN_RESPONSE_CELLS:
-                    source[k] = quantile_function(cells["expression"][sides[0]], levels)
-                continue
-            pooled = [quantile_function(cells["expression"][rows], levels) for rows in sides]
-            source[k] = pooled[0]
-            changes[k] = pooled[1] - pooled[0]
-            in_k = batches[of_k].unique()
-            if len(in_k) < 2:
-                continue
-            precisions, paired = [], []
-            for batch in in_k:
-                in_batch = [rows & (batches == batch) for rows in sides]
-                n_source, n_target = (int(rows.sum()) for rows in in_batch)
-                if min(n_source, n_target) < MIN_RESPONSE_CELLS:
-                    continue
-                source_q, target_q = (
-                    quantile_function(cells["expression"][rows], levels) for rows in in_batch
-                )
-                precisions.append(n_source * n_target / (n_source + n_target))
-                paired.append(target_q - source_q)
-            if paired:
-                weights = torch.tensor(precisions) / sum(precisions)
-                changes[k] = torch.einsum("b,bqg->qg", weights, torch.stack(paired))
-        return source, changes
+        quantiles = torch.zeros(2, n_components, N_QUANTILES, n_genes)
+        for side, code in enumerate((source_code, target_code)):
+            for k in range(n_components):
+                rows = (cells["component"] == k) & (cells["condition"] == code)
+                if int(rows.sum()) >= MIN_RESPONSE_CELLS:
+                    quantiles[side, k] = quantile_function(cells["expression"][rows], levels)
+        responses = torch.einsum("kj,jqg->kqg", weights, quantiles[1] - quantiles[0])
+        has_source = ~torch.isnan(centres[0]).any(-1)
+        source = quantiles[0].clone()
+        source[~has_source] = torch.einsum("kj,jqg->kqg", weights[~has_source], quantiles[0])
+        return source, responses
 
 
 def quantile_levels() -> torch.Tensor:
