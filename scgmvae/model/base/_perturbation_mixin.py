@@ -10,22 +10,14 @@ from scvi.data._constants import _SETUP_ARGS_KEY
 
 from scgmvae._random import seeded_generator
 
-from ._response_mixin import (
-    COVARIATES,
-    DEFAULT_RESPONSE_BANDWIDTH,
-    N_QUANTILES,
-    ResponseMixin,
-    quantile_function,
-    quantile_levels,
-)
+from ._quantiles import N_QUANTILES, move_by_quantiles, quantile_function, quantile_levels
+from ._response_mixin import COVARIATES, DEFAULT_RESPONSE_BANDWIDTH, ResponseMixin
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
 EXPRESSION_ROUTE = "expression"
 ROUTES = (EXPRESSION_ROUTE, "z", "w")
-QUANTILE_CHUNK = 32
-"""Cells moved at a time by the expression route (memory: cells x levels x genes)."""
 DEFAULT_DECODED_RESPONSE_WEIGHT = 0.5
 """Share of the decoded response in the response of a component that borrows."""
 DECODED_RESPONSE_DRAWS = 10
@@ -167,11 +159,10 @@ class PerturbationMixin(ResponseMixin):
 
         A cell's level in a gene is where its value falls in its component's distribution
         under its own condition; it moves by the component's response at that level, so the
-        spread and the zeros of the response carry over, not only its mean. Cells of a
-        component tied at one value (e.g. the zeros) take evenly spread levels of the tie
-        (:func:`_tie_fractions`), so together they take the response's mean over the tie.
-        The responses of components that borrow move ``decoded_weight`` of the way, at every
-        level, to their decoded responses (:meth:`_decoded_responses`).
+        spread and the zeros of the response carry over, not only its mean
+        (:func:`~scgmvae.model.base._quantiles.move_by_quantiles`). The responses of
+        components that borrow move ``decoded_weight`` of the way, at every level, to their
+        decoded responses (:meth:`_decoded_responses`).
         """
         moved = cells["expression"].clone()
         generator = seeded_generator()
@@ -191,26 +182,9 @@ class PerturbationMixin(ResponseMixin):
                 responses[borrowers] = torch.lerp(
                     responses[borrowers], decoded[borrowers], decoded_weight
                 )
-            ties = torch.empty_like(moved)
-            for k in cells["component"][rows].unique():
-                members = rows[cells["component"][rows] == k]
-                ties[members] = _tie_fractions(moved[members], generator)
-            for chunk in rows.split(QUANTILE_CHUNK):
-                x = moved[chunk]
-                component = cells["component"][chunk]
-                reference = source[component]  # (cells, levels, genes)
-                below = (reference < x[:, None]).sum(1)
-                up_to = (reference <= x[:, None]).sum(1)
-                level = (below + ties[chunk] * (up_to - below) - 0.5).clamp(0, N_QUANTILES - 1)
-                lower = level.floor().long()
-                upper = (lower + 1).clamp(max=N_QUANTILES - 1)
-                fraction = level - lower
-                response = responses[component]
-                step = (
-                    response.gather(1, lower[:, None]).squeeze(1) * (1 - fraction)
-                    + response.gather(1, upper[:, None]).squeeze(1) * fraction
-                )
-                moved[chunk] = x + step
+            moved[rows] = move_by_quantiles(
+                moved[rows], cells["component"][rows], source, responses, generator
+            )
         if self.module.is_count_model:
             moved = moved.clamp(min=0.0)  # log-normalised values are never negative
         return moved
@@ -300,28 +274,3 @@ class PerturbationMixin(ResponseMixin):
             z = means[torch.arange(len(z)), component]
         responses = self._condition_responses(target_code, batch_size, bandwidth)
         return z + self._latent_moves(component, source, responses)
-
-
-def _tie_fractions(values: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Where each cell sits among the cells that share its value, gene by gene, in (0, 1).
-
-    The ``n`` cells tied at a value take the fractions ``(i + 0.5) / n``, ``i = 0 .. n - 1``,
-    in random order: evenly spread rather than drawn one by one, so the tie's cells cover its
-    levels without the sampling noise of independent draws. A value no other cell shares
-    gets 0.5.
-    """
-    n_cells = values.shape[0]
-    shuffled = torch.argsort(torch.rand(values.shape, generator=generator), dim=0)
-    # a stable sort of the shuffled cells by value keeps the random order within ties
-    by_value = torch.sort(values.gather(0, shuffled), dim=0, stable=True).indices
-    order = shuffled.gather(0, by_value)
-    ordered = values.gather(0, order)
-    position = torch.arange(n_cells, device=values.device)[:, None].expand_as(ordered)
-    starts_tie = torch.ones_like(ordered, dtype=torch.bool)
-    starts_tie[1:] = ordered[1:] != ordered[:-1]
-    ends_tie = torch.ones_like(starts_tie)
-    ends_tie[:-1] = starts_tie[1:]
-    first = torch.where(starts_tie, position, 0).cummax(0).values
-    last = torch.where(ends_tie, position, n_cells).flip(0).cummin(0).values.flip(0)
-    fractions = ((position - first).float() + 0.5) / (last - first + 1).float()
-    return torch.empty_like(values).scatter_(0, order, fractions)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ._generation_mixin import NORMALIZED_TARGET_SUM
+from ._quantiles import N_QUANTILES, quantile_function, quantile_levels
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -21,8 +22,6 @@ DEFAULT_RESPONSE_BANDWIDTH = 0.15
 """Kernel width over components, relative to the median squared centre distance."""
 MIN_KERNEL_SCALE = 1e-8
 """Floor of the kernel width, for components whose centres coincide."""
-N_QUANTILES = 100
-"""Levels of the quantile functions that describe a component's expression distribution."""
 COVARIATES = ("batch_index", "cat_covs", "cont_covs")
 """Registry keys of the batch and covariates a cell keeps when it moves."""
 
@@ -271,18 +270,3 @@ class ResponseMixin:
         source = quantiles[0].clone()
         source[~has_source] = torch.einsum("kj,jqg->kqg", weights[~has_source], quantiles[0])
         return source, responses
-
-
-def quantile_levels() -> torch.Tensor:
-    """The ``N_QUANTILES`` levels of the quantile functions, the midpoints of equal bins."""
-    return (torch.arange(N_QUANTILES, dtype=torch.float) + 0.5) / N_QUANTILES
-
-
-def quantile_function(values: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
-    """Quantiles of each column of ``values`` at ``levels``, interpolated linearly."""
-    ordered = values.sort(dim=0).values
-    position = levels * (len(values) - 1)
-    below = position.floor().long()
-    above = (below + 1).clamp(max=len(values) - 1)
-    fraction = (position - below)[:, None]
-    return ordered[below] * (1 - fraction) + ordered[above] * fraction
