@@ -15,6 +15,11 @@ the training cells count (so never the held-out type, whose stimulated cells are
   times less.
 - :func:`nearest_type_shift`: the response of the most similar type alone (the limit of the rule
   above for a small temperature; how issue 23 measured the "similarity-weighted shift").
+- :func:`quantile_shift` (held-out donors, where the type is seen under both conditions): each
+  control cell moved, gene by gene, by the type's quantile response in the training cells (the
+  change of the type's quantile function from control to stimulated, at the cell's level),
+  with the package's own quantile map (``scgmvae.model.base._quantiles``) and no model: what
+  CGMVAE's default route does for a type whose cells it has seen under both conditions.
 - :func:`borrowing_bound`: not a baseline but a reference row, which looks at the answer: the
   control cells plus the non-negative combination of the other types' responses that comes
   closest to the held-out type's real response (least squares over all genes; the weights need
@@ -30,9 +35,11 @@ from __future__ import annotations
 import anndata
 import numpy as np
 import pandas as pd
+import torch
 from scipy import sparse
 from scipy.optimize import nnls
 
+from scgmvae.model.base._quantiles import move_by_quantiles, quantile_function, quantile_levels
 from scgmvae.tl import log_normalize, type_responses
 
 SIMILARITY_TEMPERATURE = 0.05
@@ -134,6 +141,47 @@ def baseline_predictions(train, control, **keys) -> tuple[dict, Responses]:
     """Every baseline's prediction of the held-out type, and the responses behind them."""
     responses = Responses(train, control, **keys)
     return {name: make(responses) for name, make in BASELINES.items()}, responses
+
+
+def quantile_shift(
+    train: anndata.AnnData,
+    control: anndata.AnnData,
+    cell_type: str,
+    seed: int,
+    condition_key: str = "condition",
+    ctrl: str = "control",
+    stim: str = "stimulated",
+    label_key: str = "cell_type",
+) -> anndata.AnnData:
+    """The ``control`` cells moved by ``cell_type``'s quantile response in ``train``.
+
+    ``train`` must hold the type under both conditions. Tied cells take their levels in an
+    order that ``seed`` fixes. Clipped at zero like CGMVAE's default route, whose move this is.
+    """
+    x = _dense(log_normalize(train).X)
+    of_type = (train.obs[label_key] == cell_type).to_numpy()
+    conditions = train.obs[condition_key].to_numpy()
+    levels = quantile_levels()
+    source, target = (
+        quantile_function(
+            torch.tensor(x[of_type & (conditions == value)], dtype=torch.float), levels
+        )
+        for value in (ctrl, stim)
+    )
+    cells = torch.tensor(_dense(log_normalize(control).X), dtype=torch.float)
+    moved = move_by_quantiles(
+        cells,
+        torch.zeros(len(cells), dtype=torch.long),
+        source[None],
+        (target - source)[None],
+        torch.Generator().manual_seed(seed),
+    )
+    return anndata.AnnData(
+        X=moved.clamp(min=0.0).numpy().astype(np.float32),
+        obs=control.obs.copy(),
+        var=control.var.copy(),
+        uns={"train_seconds": 0.0},
+    )
 
 
 def borrowing_bound(responses: Responses, stimulated: anndata.AnnData) -> anndata.AnnData:

@@ -47,10 +47,11 @@ SMOKE_OUTPUT = {
         r"CGMVAE generate +[01]\.\d+(.|\n)*CGMVAE generate sample_z +[01]\.\d+(.|\n)*"
         r"scVI posterior predictive +[01]\.\d+(.|\n)*real training cells +[01]\.\d+"
     ),
-    # a held-out pseudo-donor: CGMVAE, the per-type shift of the other donors and the ceiling,
+    # a held-out pseudo-donor: CGMVAE, the per-type mean and quantile shifts and the ceiling,
     # then the figure
     "perturbation_donors.py": (
         r"CGMVAE +0\.\d+(.|\n)*per-type mean shift \(other donors\) +0\.\d+(.|\n)*"
+        r"per-type quantile shift \(training cells\) +0\.\d+(.|\n)*"
         r"noise ceiling +0\.\d+(.|\n)*figure written"
     ),
     # our models time the clustering step of the cluster initialisation (scVI has none), and
