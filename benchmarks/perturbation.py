@@ -127,18 +127,22 @@ SCGMVAE_SOURCE = _cache.digest(
 of CGMVAE's predictions."""
 
 
-def _cgmvae_predictions(
-    train, control, seed: int, max_epochs: int, key: str, variants: dict
+def cgmvae_predictions(
+    train, control, seed: int, max_epochs: int, key: str, variants: dict, setup: dict | None = None
 ) -> dict:
     """Each variant's prediction (``predict_perturbation`` keyword arguments by row name) of
-    one CGMVAE trained on ``train`` (or stored)."""
+    one CGMVAE trained on ``train`` (or stored); ``setup``: further ``setup_anndata``
+    arguments, such as a batch key."""
+    setup = setup or {}
     model = None
 
     def predict(kwargs: dict):
         nonlocal model
         if model is None:
             scvi.settings.seed = seed
-            scgmvae.model.CGMVAE.setup_anndata(train, condition_key=CONDITION, labels_key=LABEL)
+            scgmvae.model.CGMVAE.setup_anndata(
+                train, condition_key=CONDITION, labels_key=LABEL, **setup
+            )
             model = scgmvae.model.CGMVAE(train)
             start = time.perf_counter()
             model.train(max_epochs=max_epochs, enable_progress_bar=False)
@@ -149,7 +153,7 @@ def _cgmvae_predictions(
 
     return {
         name: _cache.cached(
-            _cache.digest(name, key, seed, max_epochs, kwargs, SCGMVAE_SOURCE),
+            _cache.digest(name, key, seed, max_epochs, kwargs, setup, SCGMVAE_SOURCE),
             lambda kwargs=kwargs: predict(kwargs),
         )
         for name, kwargs in variants.items()
@@ -272,7 +276,7 @@ def run_one(
 
     key = _cache.data_digest(train, control)
     variants = {**CGMVAE_ROWS, **bandwidth_rows(bandwidths)} if bandwidths else CGMVAE_ROWS
-    predictions = _cgmvae_predictions(train.copy(), control, seed, max_epochs, key, variants)
+    predictions = cgmvae_predictions(train.copy(), control, seed, max_epochs, key, variants)
     baselines, responses = _baselines.baseline_predictions(train, control, **KEYS)
     if bandwidths:
         # the default rows come from the same model and are stored on the way, so the main

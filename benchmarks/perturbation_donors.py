@@ -7,7 +7,9 @@ measured), then predicts the donor's stimulated cells from its control cells. Ea
 with at least ``MIN_STIMULATED_CELLS`` stimulated cells in the donor is scored on its own with
 ``scgmvae.tl.evaluate_perturbation``. Rows, on the same folds and seeds:
 
-- CGMVAE with the donor as its batch covariate, ``predict_perturbation``'s defaults;
+- CGMVAE with the donor as its batch covariate, ``predict_perturbation``'s defaults, and the
+  same model's decoded cells (``route="z"``: each control cell's ``z`` moved by its type's
+  latent response and decoded under the donor's batch);
 - the per-type mean shift: the donor's control cells of the type plus the type's mean response
   (stimulated - control, log1p CP10k) in the other donors, without any model;
 - the per-type quantile shift: each of the donor's control cells moved, gene by gene, by the
@@ -28,17 +30,21 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import _cache
 import numpy as np
 import pandas as pd
-import scvi
 from _baselines import Responses, quantile_shift
 from _common import RESULTS, kang, mean_sd, setup_threads, write_section
 from _peers import PEERS, run_peer, skip_message
-from perturbation import CEILING_ROW, CONTROL_ROW, FULL_PEER_EPOCHS, figure
+from perturbation import (
+    CEILING_ROW,
+    CONTROL_ROW,
+    FULL_PEER_EPOCHS,
+    cgmvae_predictions,
+    figure,
+)
 
 import scgmvae
 
@@ -56,27 +62,10 @@ FIGURE_PANELS = {
 MEAN_SHIFT = "per-type mean shift (other donors)"
 QUANTILE_SHIFT = "per-type quantile shift (training cells)"
 MODEL_FREE = (MEAN_SHIFT, QUANTILE_SHIFT)
-SCGMVAE_SOURCE = _cache.source_digest(Path(scgmvae.__file__).parent)
+CGMVAE_ROWS = {"CGMVAE": {}, "CGMVAE route z": {"route": "z"}}
+"""CGMVAE's rows: ``predict_perturbation`` keyword arguments by row name (one model each fold)."""
 SMOKE_DONORS = 2
 """The smoke run splits the 832 cells (which have no donors) into this many pseudo-donors."""
-
-
-def _cgmvae(train, control, seed: int, max_epochs: int, key: str):
-    def run():
-        scvi.settings.seed = seed
-        scgmvae.model.CGMVAE.setup_anndata(
-            train, condition_key=CONDITION, labels_key=LABEL, batch_key=DONOR
-        )
-        model = scgmvae.model.CGMVAE(train)
-        start = time.perf_counter()
-        model.train(max_epochs=max_epochs, enable_progress_bar=False)
-        predicted = model.predict_perturbation(control, target_condition=STIM)
-        predicted.uns["train_seconds"] = time.perf_counter() - start
-        return predicted
-
-    return _cache.cached(
-        _cache.digest("CGMVAE donors", key, seed, max_epochs, SCGMVAE_SOURCE), run
-    )
 
 
 def _peers(train, control, seed: int, smoke: bool, key: str) -> dict:
@@ -106,7 +95,9 @@ def run_fold(adata, donor: str, seed: int, max_epochs: int, smoke: bool) -> list
     control = adata[of_donor & (adata.obs[CONDITION] == CTRL)].copy()
     stimulated = adata[held_out].copy()
     key = _cache.data_digest(train, control)
-    predictions = {"CGMVAE": _cgmvae(train, control, seed, max_epochs, key)}
+    predictions = cgmvae_predictions(
+        train, control, seed, max_epochs, key, CGMVAE_ROWS, setup={"batch_key": DONOR}
+    )
     predictions.update(_peers(train, control, seed, smoke, key))
     other_donors = train[train.obs[DONOR] != donor]
     rows = []
