@@ -101,3 +101,45 @@ def test_generated_cells_take_the_library_sizes_of_their_component():
     assert means[stimulated, 4] == model.module.library_log_means[stimulated]
     assert sds[stimulated, 4] == model.module.library_log_vars[stimulated].sqrt()
     assert means[stimulated, 3] != model.module.library_log_means[stimulated]
+
+
+def test_generate_from_the_aggregated_posterior():
+    """latent="posterior": cells of the component's kind, with its cells' library sizes."""
+    adata = scgmvae.datasets.toy_blobs(n_cells_per_group=60, counts=True, seed=3)
+    big = (adata.obs["cell_type"] == "class_0").to_numpy()
+    adata.X[big] = adata.X[big] * 5
+    unseen = (adata.obs["cell_type"] == "class_4") & (adata.obs["condition"] == "stimulated")
+    adata = adata[~unseen.to_numpy()].copy()
+    scgmvae.model.CGMVAE.setup_anndata(adata, condition_key="condition", labels_key="cell_type")
+    model = scgmvae.model.CGMVAE(adata)
+    model.train(max_epochs=30, enable_progress_bar=False)
+    kwargs = {"n_samples": 300, "conditions": ["control"], "components": ["class_0", "class_1"]}
+    posterior = model.generate(latent="posterior", **kwargs)
+    assert posterior.shape == (600, adata.n_vars)
+    assert posterior.obs["synthetic"].all()
+    real_library = np.asarray(adata.X.sum(1)).ravel()
+    real_x = np.asarray(scgmvae.tl.log_normalize(adata).X)
+    control = (adata.obs["condition"] == "control").to_numpy()
+    real_means = {
+        label: real_x[control & (adata.obs["cell_type"] == label).to_numpy()].mean(0)
+        for label in ("class_0", "class_1")
+    }
+    for label in ("class_0", "class_1"):
+        in_group = (adata.obs["cell_type"] == label) & (adata.obs["condition"] == "control")
+        in_group = in_group.to_numpy()
+        generated = (posterior.obs["label"] == label).to_numpy()
+        library = posterior.layers["counts"][generated].sum(1)
+        assert np.median(library) == pytest.approx(np.median(real_library[in_group]), rel=0.15)
+        # the cells' mean profile is their own component's, not the other's
+        generated_mean = np.asarray(posterior.X[generated].mean(0)).ravel()
+        correlations = {
+            other: np.corrcoef(generated_mean, real_means[other])[0, 1]
+            for other in ("class_0", "class_1")
+        }
+        assert max(correlations, key=correlations.get) == label
+    with pytest.raises(ValueError, match="'class_4'\\) has no training cells under 'stimulated'"):
+        model.generate(components=["class_4"], conditions=["stimulated"], latent="posterior")
+    with pytest.raises(ValueError, match="Use one of the two"):
+        model.generate(latent="posterior", sample_z=True)
+    with pytest.raises(ValueError, match="latent must be one of"):
+        model.generate(latent="likelihood")

@@ -12,6 +12,7 @@ from scvi import REGISTRY_KEYS, settings
 from scvi.data._constants import _SETUP_ARGS_KEY
 
 from scgmvae import _validation
+from scgmvae._random import seeded_generator
 from scgmvae.module._constants import CONDITION_KEY
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 NORMALIZED_TARGET_SUM = 1e4
 """Counts per cell of the log-normalised output space (scanpy's ``normalize_total``)."""
 OUTPUT_VALUES = ("sample", "mean")
+LATENT_SOURCES = ("prior", "posterior")
 MIN_LIBRARY_LOG_VAR = 1e-4
 """Floor of the variance of the log library sizes generated cells draw from."""
 MIN_LIBRARY_CELLS = 10
@@ -56,11 +58,17 @@ class GenerationMixin:
         sample_z: bool = False,
         values: Literal["sample", "mean"] = "sample",
         batch: str | None = None,
+        latent: Literal["prior", "posterior"] = "prior",
     ) -> AnnData:
-        """Generate synthetic cells from the prior (thesis §11.4).
+        """Generate synthetic cells of every requested mixture component and condition.
 
-        Samples ``w`` from its prior, decodes every requested mixture component of ``z`` under
-        every requested condition from each ``w``, then decodes ``x``.
+        With ``latent="prior"`` (the thesis, §11.4), samples ``w`` from its prior, decodes
+        every requested mixture component of ``z`` under every requested condition from each
+        ``w``, then decodes ``x``. With ``latent="posterior"``, draws each cell's ``z`` from the
+        aggregated posterior of the component's training cells under the condition (a random
+        training cell of the component, with replacement, and a draw from its ``q(z|x)``) and
+        gives it that cell's library size: cells like the component's real ones, where the
+        prior can miss part of what the encoder uses.
 
         Parameters
         ----------
@@ -71,53 +79,81 @@ class GenerationMixin:
         components
             Mixture components to generate, as component ids or label names; all by default.
         sample_z
-            Sample ``z`` from each component rather than take the component means (as the
-            thesis does). Sampled ``z`` adds the spread of the component to that of ``w``,
-            which makes generated cells harder to tell apart by type.
+            ``latent="prior"`` only. Sample ``z`` from each component rather than take the
+            component means (as the thesis does). Sampled ``z`` adds the spread of the
+            component to that of ``w``, which makes generated cells harder to tell apart by
+            type.
         values
             ``"sample"``: cells drawn from the likelihood, like real cells; ``"mean"``: the
             decoder's expected expression.
         batch
             Batch (donor, sample) whose cells to generate, for models set up with
             ``batch_key``; the first registered batch by default.
+        latent
+            ``"prior"``: ``z`` from the mixture prior; ``"posterior"``: from the aggregated
+            posterior of the component's training cells under the condition, which needs
+            such cells.
 
         Returns
         -------
         AnnData with the model's genes. For count likelihoods ``.X`` holds log1p of counts
         normalised to 10,000 per cell (the scanpy ``normalize_total`` + ``log1p`` convention)
         and ``layers["counts"]`` the counts, drawn with the library sizes of the training cells
-        of the component under the condition (of all the condition's cells for a component
-        with fewer than ``MIN_LIBRARY_CELLS``);
+        of the component under the condition (from the prior: their log-normal fit, or that of
+        all the condition's cells for a component with fewer than ``MIN_LIBRARY_CELLS``);
         otherwise ``.X`` is in the data's own space.
         ``.obs`` has ``component``, ``label`` (when the component is a labelled one),
         ``condition``, ``batch`` (with a batch key) and ``synthetic=True``.
+
+        Raises
+        ------
+        ValueError
+            With ``latent="posterior"``, for a requested component without training cells
+            under a requested condition, or together with ``sample_z``.
         """
+        if latent not in LATENT_SOURCES:
+            raise ValueError(f"latent must be one of {LATENT_SOURCES}, got {latent!r}.")
+        if latent == "posterior" and sample_z:
+            raise ValueError(
+                "sample_z draws z from the prior's components; with latent='posterior' z "
+                "comes from the training cells' posteriors. Use one of the two."
+            )
         self._check_if_trained(warn=True)
         module = self.module
         module.eval()
         device = module.library_log_means.device
         component_ids = self._component_ids(components)
         batch_code = self._batch_code(batch)
-        library_means, library_sds = self._component_library_priors()
-        # a fixed prior is shared by all conditions: decode the same w under each of them
-        shared_w = module.w_prior_distribution(None, n_samples, device).sample()
+        if latent == "posterior":
+            training = self._encode_cells(self.adata, None)
+            generator = seeded_generator()
+        else:
+            library_means, library_sds = self._component_library_priors()
+            # a fixed prior is shared by all conditions: decode the same w under each of them
+            shared_w = module.w_prior_distribution(None, n_samples, device).sample()
         z_blocks, library_blocks, condition_blocks, obs = [], [], [], []
         for code in self._condition_codes(conditions):
             cond = None if code is None else torch.full((n_samples, 1), code, device=device)
-            w = shared_w
-            if module.w_prior != "fixed":
-                w = module.w_prior_distribution(cond, n_samples, device).sample()
-            means, variances = module.mixture_components(w, cond)
             lib_code = 0 if code is None else code
+            if latent == "prior":
+                w = shared_w
+                if module.w_prior != "fixed":
+                    w = module.w_prior_distribution(cond, n_samples, device).sample()
+                means, variances = module.mixture_components(w, cond)
             for k in component_ids:
-                z = means[:, k]
-                if sample_z:
-                    z = torch.distributions.Normal(z, variances[:, k].sqrt()).sample()
+                if latent == "posterior":
+                    z, log_library = self._aggregated_posterior_draws(
+                        training, k, lib_code, n_samples, generator
+                    )
+                else:
+                    z = means[:, k]
+                    if sample_z:
+                        z = torch.distributions.Normal(z, variances[:, k].sqrt()).sample()
+                    log_library = torch.distributions.Normal(
+                        library_means[lib_code, k], library_sds[lib_code, k]
+                    ).sample((n_samples, 1))
                 z_blocks.append(z)
-                log_library = torch.distributions.Normal(
-                    library_means[lib_code, k], library_sds[lib_code, k]
-                )
-                library_blocks.append(log_library.sample((n_samples, 1)).to(device))
+                library_blocks.append(log_library.to(device))
                 condition_blocks.append(cond)
                 obs.append(self._generated_obs(k, code, n_samples))
         obs_df = pd.concat(obs, ignore_index=True)
@@ -139,6 +175,36 @@ class GenerationMixin:
             values=values,
             covariates={"batch_index": batch_index},
         )
+
+    def _aggregated_posterior_draws(
+        self,
+        training: dict[str, torch.Tensor],
+        component: int,
+        condition_code: int,
+        n: int,
+        generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` draws of ``z`` from a component's training cells' posteriors under a condition.
+
+        Each draw comes with the log library size of the cell it is drawn from.
+        """
+        members = torch.nonzero(
+            (training["component"] == component) & (training["condition"] == condition_code)
+        ).flatten()
+        if len(members) == 0:
+            labels = self.label_names
+            name = f"{component} ({labels[component]!r})" if component < len(labels) else component
+            condition = ""
+            if self.condition_names:
+                condition = f" under {self.condition_names[condition_code]!r}"
+            raise ValueError(
+                f"Component {name} has no training cells{condition}, so it has no "
+                "aggregated posterior to draw from; generate it with latent='prior'."
+            )
+        picked = members[torch.randint(len(members), (n,), generator=generator)]
+        loc, scale = training["z"][picked], training["z_scale"][picked]
+        noise = torch.randn(loc.shape, generator=generator).to(loc.device)
+        return loc + scale * noise, training["library"][picked]
 
     def _component_library_priors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and sd of the log library size of each component's cells under each condition.

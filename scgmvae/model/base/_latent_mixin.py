@@ -10,10 +10,14 @@ import pandas as pd
 import torch
 from scvi.model.base import VAEMixin
 
+from ._generation_mixin import NORMALIZED_TARGET_SUM
+
 if TYPE_CHECKING:
     from anndata import AnnData
 
 REPRESENTATIONS = ("z", "w")
+COVARIATES = ("batch_index", "cat_covs", "cont_covs")
+"""Registry keys of the batch and covariates a cell keeps when it moves."""
 
 
 class LatentMixin(VAEMixin):
@@ -163,3 +167,56 @@ class LatentMixin(VAEMixin):
             return dataloader
         adata = self._validate_anndata(adata)
         return self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
+
+    def _encoded_minibatches(
+        self, adata: AnnData | None, batch_size: int | None, expression: bool = False
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Encoded cells, one minibatch at a time.
+
+        Posterior means of ``z`` and ``w``, the posterior sd of ``z``, component, condition
+        (0 for models without conditions), log library size, covariates and, with
+        ``expression``, the log-normalised expression. The component is the cell's registered
+        label when it has one, else its most probable component.
+        """
+        module = self.module
+        for tensors in self._minibatches(adata, None, batch_size):
+            inputs = module._get_inference_input(tensors)
+            qz, qw, library = module.encode(**inputs)
+            component = module.observed_components(tensors)
+            predicted = module.component_probs(qz.loc, inputs["condition"]).argmax(-1)
+            condition = inputs["condition"]
+            cell = {
+                "z": qz.loc,
+                "z_scale": qz.scale,
+                "w": qw.loc,
+                "component": torch.where(component >= 0, component, predicted),
+                "condition": torch.zeros_like(component)
+                if condition is None
+                else condition.reshape(-1).long(),
+                "library": library,
+                **{key: inputs[key] for key in COVARIATES},
+            }
+            if expression:
+                cell["expression"] = self._log_expression(inputs["x"])
+            yield cell
+
+    def _log_expression(self, x: torch.Tensor) -> torch.Tensor:
+        """log1p of counts per 10,000 for count likelihoods; the data as they are otherwise."""
+        x = x.float()
+        if not self.module.is_count_model:
+            return x
+        library = x.sum(-1, keepdim=True).clamp(min=1.0)
+        return torch.log1p(x / library * NORMALIZED_TARGET_SUM)
+
+    @torch.inference_mode()
+    def _encode_cells(
+        self, adata: AnnData | None, batch_size: int | None, expression: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """The :meth:`_encoded_minibatches` of ``adata``, concatenated."""
+        parts: dict[str, list] = {}
+        for cell in self._encoded_minibatches(adata, batch_size, expression):
+            for key, value in cell.items():
+                parts.setdefault(key, []).append(value)
+        return {
+            key: None if values[0] is None else torch.cat(values) for key, values in parts.items()
+        }

@@ -10,8 +10,9 @@ from scvi.data._constants import _SETUP_ARGS_KEY
 
 from scgmvae._random import seeded_generator
 
+from ._latent_mixin import COVARIATES
 from ._quantiles import N_QUANTILES, move_by_quantiles, quantile_function, quantile_levels
-from ._response_mixin import COVARIATES, DEFAULT_RESPONSE_BANDWIDTH, ResponseMixin
+from ._response_mixin import DEFAULT_RESPONSE_BANDWIDTH, ResponseMixin
 
 if TYPE_CHECKING:
     from anndata import AnnData

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import torch
 
-from ._generation_mixin import NORMALIZED_TARGET_SUM
 from ._quantiles import N_QUANTILES, quantile_function, quantile_levels
-
-if TYPE_CHECKING:
-    from anndata import AnnData
 
 logger = logging.getLogger(__name__)
 
@@ -22,12 +16,10 @@ DEFAULT_RESPONSE_BANDWIDTH = 0.15
 """Kernel width over components, relative to the median squared centre distance."""
 MIN_KERNEL_SCALE = 1e-8
 """Floor of the kernel width, for components whose centres coincide."""
-COVARIATES = ("batch_index", "cat_covs", "cont_covs")
-"""Registry keys of the batch and covariates a cell keeps when it moves."""
 
 
 class ResponseMixin:
-    """Encodes cells, measures each component's response between conditions, moves cells."""
+    """Measures each component's response between conditions on the encoded training cells."""
 
     def _condition_responses(
         self,
@@ -68,54 +60,6 @@ class ResponseMixin:
             cells = source == code
             moves[cells] = response[component[cells]]
         return moves
-
-    def _encoded_minibatches(
-        self, adata: AnnData | None, batch_size: int | None, expression: bool = False
-    ) -> Iterator[dict[str, torch.Tensor]]:
-        """Encoded cells, one minibatch at a time.
-
-        Posterior means of ``z`` and ``w``, component, condition, library, covariates and, with
-        ``expression``, the log-normalised expression. The component is the cell's registered
-        label when it has one, else its most probable component.
-        """
-        module = self.module
-        for tensors in self._minibatches(adata, None, batch_size):
-            inputs = module._get_inference_input(tensors)
-            qz, qw, library = module.encode(**inputs)
-            component = module.observed_components(tensors)
-            predicted = module.component_probs(qz.loc, inputs["condition"]).argmax(-1)
-            cell = {
-                "z": qz.loc,
-                "w": qw.loc,
-                "component": torch.where(component >= 0, component, predicted),
-                "condition": inputs["condition"].reshape(-1).long(),
-                "library": library,
-                **{key: inputs[key] for key in COVARIATES},
-            }
-            if expression:
-                cell["expression"] = self._log_expression(inputs["x"])
-            yield cell
-
-    def _log_expression(self, x: torch.Tensor) -> torch.Tensor:
-        """log1p of counts per 10,000 for count likelihoods; the data as they are otherwise."""
-        x = x.float()
-        if not self.module.is_count_model:
-            return x
-        library = x.sum(-1, keepdim=True).clamp(min=1.0)
-        return torch.log1p(x / library * NORMALIZED_TARGET_SUM)
-
-    @torch.inference_mode()
-    def _encode_cells(
-        self, adata: AnnData | None, batch_size: int | None, expression: bool = False
-    ) -> dict[str, torch.Tensor]:
-        """The :meth:`_encoded_minibatches` of ``adata``, concatenated."""
-        parts: dict[str, list] = {}
-        for cell in self._encoded_minibatches(adata, batch_size, expression):
-            for key, value in cell.items():
-                parts.setdefault(key, []).append(value)
-        return {
-            key: None if values[0] is None else torch.cat(values) for key, values in parts.items()
-        }
 
     @torch.inference_mode()
     def _component_means(
