@@ -45,7 +45,8 @@ SMOKE_OUTPUT = {
     # every method is scored on every group, the real cells included (the floor)
     "generation.py": (
         r"CGMVAE generate +[01]\.\d+(.|\n)*CGMVAE generate sample_z +[01]\.\d+(.|\n)*"
-        r"CGMVAE generate posterior +[01]\.\d+(.|\n)*scVI posterior predictive +[01]\.\d+(.|\n)*real training cells +[01]\.\d+"
+        r"CGMVAE generate posterior +[01]\.\d+(.|\n)*"
+        r"scVI posterior predictive +[01]\.\d+(.|\n)*real training cells +[01]\.\d+"
     ),
     # a held-out pseudo-donor: CGMVAE, the per-type mean and quantile shifts and the ceiling,
     # then the figure
