@@ -13,6 +13,7 @@ from scvi.data._constants import _SETUP_ARGS_KEY
 
 from scgmvae import _validation
 from scgmvae._random import seeded_generator
+from scgmvae.module._components import bounded
 from scgmvae.module._constants import CONDITION_KEY
 
 if TYPE_CHECKING:
@@ -68,7 +69,8 @@ class GenerationMixin:
         aggregated posterior of the component's training cells under the condition (a random
         training cell of the component, with replacement, and a draw from its ``q(z|x)``) and
         gives it that cell's library size: cells like the component's real ones, where the
-        prior can miss part of what the encoder uses.
+        prior can miss part of what the encoder uses. The draws reuse the component's training
+        cells, so a component with few of them yields cells close to those few.
 
         Parameters
         ----------
@@ -204,7 +206,9 @@ class GenerationMixin:
         picked = members[torch.randint(len(members), (n,), generator=generator)]
         loc, scale = training["z"][picked], training["z_scale"][picked]
         noise = torch.randn(loc.shape, generator=generator).to(loc.device)
-        return loc + scale * noise, training["library"][picked]
+        # bounded like the posterior draws the decoder is trained on
+        z = bounded(loc + scale * noise, self.module.latent_bound)
+        return z, training["library"][picked]
 
     def _component_library_priors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and sd of the log library size of each component's cells under each condition.
