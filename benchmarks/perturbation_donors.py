@@ -158,7 +158,8 @@ def _tables(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             "CGMVAE LFC R²": means["CGMVAE"],
             "best other": means[rivals].idxmax(1),
             "best other (LFC R²)": means[rivals].max(1),
-            "CGMVAE minus best other": means["CGMVAE"] - means[rivals].max(1),
+            # + 0.0 turns a rounded -0.0 into 0.0
+            "CGMVAE minus best other": (means["CGMVAE"] - means[rivals].max(1)).round(3) + 0.0,
             CEILING_ROW: means[CEILING_ROW],
         }
     )
@@ -223,7 +224,7 @@ def main() -> None:
         "the Pearson r of the responses after the type's mean response in the other donors is "
         "removed from both (the part of the response that is the donor's own; the per-type "
         "mean shift has none: not shown there, blank in the tables). Not shown: the control "
-        "(0 on the left)."
+        "(0 on the left) and CGMVAE's decoded cells (route z; in the tables)."
     )
     options = f" --donors {' '.join(args.donors)}" if args.donors else ""
     write_section(
