@@ -208,8 +208,9 @@ def figure(frame: pd.DataFrame, path, title: str) -> None:
         frameon=False,
         bbox_to_anchor=(0.5, 0.0),
     )
-    fig.suptitle(title, fontsize=11, x=0.02, ha="left")
     fig.tight_layout()
+    # above the top panel whatever the figure's height (saved with a tight bounding box)
+    fig.suptitle(title, fontsize=11, x=0.02, y=1.0, ha="left", va="bottom")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(fig)
