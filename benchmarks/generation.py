@@ -201,16 +201,18 @@ def figure(frame: pd.DataFrame, path, title: str) -> None:
         ax.set_yticks(range(len(groups)), groups)
         ax.set_ylim(len(groups) - 0.5, -0.5)
     handles = [plt.Line2D([], [], ls="", marker="o", color=colors[m], label=m) for m in METHODS]
+    fig.tight_layout()
+    # title and legend above the top panel, where a reader of a tall figure starts
+    # (saved with a tight bounding box, which takes them in)
     fig.legend(
         handles=handles,
-        loc="upper center",
+        loc="lower center",
         ncol=3,
         frameon=False,
-        bbox_to_anchor=(0.5, 0.0),
+        bbox_to_anchor=(0.5, 1.0),
+        title=title,
+        title_fontsize=11,
     )
-    fig.tight_layout()
-    # above the top panel whatever the figure's height (saved with a tight bounding box)
-    fig.suptitle(title, fontsize=11, x=0.02, y=1.0, ha="left", va="bottom")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(fig)
