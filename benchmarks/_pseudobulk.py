@@ -62,3 +62,32 @@ def pseudobulk_top_degs(
 def has_counts(predicted: anndata.AnnData) -> bool:
     """Whether a prediction carries sampled counts to test."""
     return COUNTS_LAYER in predicted.layers
+
+
+def split_half_overlap(
+    stimulated: anndata.AnnData,
+    control: anndata.AnnData,
+    donor_key: str,
+    seed: int,
+    n_splits: int = 5,
+    n_genes: int = 100,
+) -> float:
+    """The noise ceiling of the overlap: real stimulated cells split in two halves within
+    each donor, the share of one half's pseudobulk top DEGs (against ``control``) among the
+    other half's, averaged over ``n_splits`` random splits.
+
+    Each list comes from half the cells, so this is how far two samples of real cells of that
+    size agree, a reference for a prediction's overlap rather than a strict bound on it.
+    """
+    rng = np.random.default_rng(seed)
+    donors = stimulated.obs[donor_key].astype(str).to_numpy()
+    shares = []
+    for _ in range(n_splits):
+        first = np.zeros(stimulated.n_obs, dtype=bool)
+        for donor in np.unique(donors):
+            cells = rng.permutation(np.flatnonzero(donors == donor))
+            first[cells[: len(cells) // 2]] = True
+        one = pseudobulk_top_degs(stimulated[first], control, donor_key, n_genes)
+        other = pseudobulk_top_degs(stimulated[~first], control, donor_key, n_genes)
+        shares.append(len(set(one).intersection(other)) / n_genes)
+    return float(np.mean(shares))

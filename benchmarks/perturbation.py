@@ -314,6 +314,10 @@ def run_one(
             **_ceiling(stimulated, control, degs, pooled, halves, seed),
             "train_seconds": 0.0,
         }
+        if DONOR in adata.obs and adata.obs[DONOR].nunique() > 1:
+            rows[CEILING_ROW]["overlap_pseudobulk_degs"] = _pseudobulk.split_half_overlap(
+                stimulated, control, DONOR, seed
+            )
     similarity = {
         "nearest": responses.nearest,
         "r": responses.similarity[responses.nearest],
@@ -634,7 +638,9 @@ def _write(frame, adata, args, cell_types, seeds, epochs, similarity) -> None:
         "overlap_top_degs: share of the real top-100 DEGs among the prediction's own top 100; "
         "overlap_pseudobulk_degs (predictions with sampled counts, full-size data): the same "
         "share for a pseudobulk DE of the counts summed per donor (benchmarks/_pseudobulk.py: "
-        "log2 CPM, a moderated paired t over the donors), predicted and real alike; "
+        "log2 CPM, a moderated paired t over the donors), predicted and real alike (noise "
+        "ceiling: the real stimulated cells split in halves within each donor, one half's "
+        "list against the other's); "
         "pcc_type_specific_top_degs: PCC-delta after the pooled response of the other types is "
         "subtracted from both responses; *_ctrl_split: the score with the control cells split "
         "in two at random (the prediction from one half, the responses measured against the "

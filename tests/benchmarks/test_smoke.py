@@ -147,6 +147,10 @@ def test_perturbation_benchmark_reads_the_full_data_file(tmp_path):
         r"'method': 'CGMVAE route z', .*'overlap_pseudobulk_degs': 0\.\d", result.stdout
     )
     assert not re.search(r"'method': 'CGMVAE', .*'overlap_pseudobulk_degs'", result.stdout)
+    # and the real cells' own agreement is beside them: the noise ceiling's split halves
+    assert re.search(
+        r"'method': 'noise ceiling', .*'overlap_pseudobulk_degs': [01]\.\d", result.stdout
+    )
 
 
 @pytest.mark.parametrize("data_dir", ["", "empty"])
