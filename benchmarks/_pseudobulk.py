@@ -16,6 +16,9 @@ import pandas as pd
 
 COUNTS_LAYER = "counts"
 """Where decoded predictions keep their sampled counts (``predict_perturbation``)."""
+N_SPLITS = 5
+"""Random splits of the real cells averaged by :func:`split_half_overlap`, as many as the other
+scores' noise ceiling uses."""
 
 
 def _summed_counts(adata: anndata.AnnData, donor_key: str, layer: str | None) -> pd.DataFrame:
@@ -69,7 +72,7 @@ def split_half_overlap(
     control: anndata.AnnData,
     donor_key: str,
     seed: int,
-    n_splits: int = 5,
+    n_splits: int = N_SPLITS,
     n_genes: int = 100,
 ) -> float:
     """The noise ceiling of the overlap: real stimulated cells split in two halves within
