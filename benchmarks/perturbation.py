@@ -160,12 +160,17 @@ def cgmvae_predictions(
     }
 
 
-def _peer_predictions(train, control, seed: int, smoke: bool, key: str, peer_epochs: dict) -> dict:
+def _peer_predictions(
+    train, control, seed: int, smoke: bool, key: str, peer_epochs: dict, stored_only: bool
+) -> dict:
+    """Each peer's prediction; with ``stored_only``, only those already in the cache."""
     predictions = {}
     for name, peer in PEERS.items():
         epochs = peer_epochs.get(name)
 
         def run(name=name, epochs=epochs):
+            if stored_only:
+                return None
             predicted = run_peer(name, train, control, seed=seed, smoke=smoke, max_epochs=epochs)
             if predicted is not None:
                 predicted.uns["train_seconds"] = predicted.uns["peer"]["train_seconds"]
@@ -175,7 +180,8 @@ def _peer_predictions(train, control, seed: int, smoke: bool, key: str, peer_epo
         extra = () if epochs is None else (epochs,)
         predicted = _cache.cached(_cache.digest(name, key, seed, smoke, peer.script, *extra), run)
         if predicted is None:
-            print(skip_message(name), flush=True)
+            message = f"{peer.label}: no stored prediction" if stored_only else skip_message(name)
+            print(message, flush=True)
             continue
         predictions[peer.label] = predicted
     return predictions
@@ -262,12 +268,14 @@ def run_one(
     bandwidths=None,
     deg_test: str = DEG_TEST,
     peer_epochs: dict | None = None,
+    stored_peers_only: bool = False,
 ) -> tuple[list[dict], dict]:
     """Every method's scores for one held-out type and seed, one dict per method; with
     ``bandwidths``, CGMVAE's default route at those bandwidths only. Also what the
     similarity-weighted shift used: the nearest type and the weights. ``deg_test`` ranks the
     real stimulated against the control cells of the type for its top-100 DEGs; ``peer_epochs``
-    sets the epochs of peers by name (the peer scripts' defaults otherwise)."""
+    sets the epochs of peers by name (the peer scripts' defaults otherwise); with
+    ``stored_peers_only`` a peer gives a row only where its prediction is already stored."""
     held_out = (adata.obs[LABEL] == cell_type) & (adata.obs[CONDITION] == STIM)
     train = adata[~held_out].copy()
     control = adata[(adata.obs[LABEL] == cell_type) & (adata.obs[CONDITION] == CTRL)].copy()
@@ -283,7 +291,11 @@ def run_one(
         # table needs no retraining; this section reports the bandwidths only
         predictions = {name: p for name, p in predictions.items() if name not in CGMVAE_ROWS}
     else:
-        predictions.update(_peer_predictions(train, control, seed, smoke, key, peer_epochs or {}))
+        predictions.update(
+            _peer_predictions(
+                train, control, seed, smoke, key, peer_epochs or {}, stored_peers_only
+            )
+        )
         predictions["scVI latent arithmetic"] = _scvi_prediction(
             train, control, seed, max_epochs, key
         )
@@ -334,17 +346,27 @@ def _metrics(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in ("cell_type", "seed", "method", "train_seconds")]
 
 
+def complete_types(frame: pd.DataFrame) -> list[str]:
+    """The held-out types that every method of ``frame`` has rows for (sorted): the means
+    over types use these alone, so that a peer missing on a type does not move its mean."""
+    methods = frame["method"].nunique()
+    counts = frame.groupby("cell_type")["method"].nunique()
+    return sorted(counts.index[counts == methods])
+
+
 def _tables(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The headline per method (mean over types and seeds of :data:`HEADLINE`, training
     seconds); every score per method (mean over types and seeds); and every score per (type,
-    method) as mean ± sd over seeds, then each seed."""
+    method) as mean ± sd over seeds, then each seed. The means over types use
+    :func:`complete_types` alone."""
     methods = list(dict.fromkeys(frame["method"]))
     metrics = _metrics(frame)
     per_type = frame.groupby(["cell_type", "method"], sort=False)[metrics].agg(mean_sd)
     per_type = per_type.reindex(
         pd.MultiIndex.from_product([sorted(frame["cell_type"].unique()), methods])
     ).dropna(how="all")
-    summary = frame.groupby("method", sort=False)[[*metrics, "train_seconds"]].mean()
+    complete = frame[frame["cell_type"].isin(complete_types(frame))]
+    summary = complete.groupby("method", sort=False)[[*metrics, "train_seconds"]].mean()
     summary = summary.reindex(methods).round(3)
     headline = summary[[c for c in (*HEADLINE, "train_seconds") if c in summary]]
     return headline, summary, per_type
@@ -355,7 +377,7 @@ def _wide(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     methods = list(dict.fromkeys(frame["method"]))
     wide = frame.pivot_table(index="cell_type", columns="method", values=metric, aggfunc="mean")
     wide = wide[[m for m in methods if m in wide]]
-    wide.loc["mean"] = wide.mean()
+    wide.loc["mean"] = wide.loc[complete_types(frame)].mean()
     return wide.round(3)
 
 
@@ -416,7 +438,7 @@ def figure(
     for ax, metric in zip(axes[0], metrics, strict=True):
         per_seed = frame.pivot_table(index=["cell_type", "seed"], columns="method", values=metric)
         means = per_seed.groupby(level="cell_type").mean()
-        means.loc["mean"] = means.loc[types].mean()
+        means.loc["mean"] = means.loc[complete_types(frame)].mean()
         for y, row in enumerate(rows):
             if y % 2 == 0:
                 ax.axhspan(y - 0.5, y + 0.5, color="#f3f3f3", zorder=0)
@@ -527,6 +549,13 @@ def main() -> None:
         "(its own section of docs/benchmarks.md)",
     )
     parser.add_argument(
+        "--stored-peers-only",
+        action="store_true",
+        help="the peers' rows from stored predictions alone (benchmarks/.cache), to gather "
+        "runs made type by type into one table without training a peer again; a peer with "
+        "no stored prediction for a type has no row there",
+    )
+    parser.add_argument(
         "--section",
         help="name of the docs/benchmarks.md section to write, for a run that should not "
         "replace the section its options name (such as a subset of the cell types)",
@@ -557,6 +586,7 @@ def main() -> None:
                 args.bandwidths,
                 deg_test,
                 peer_epochs=FULL_PEER_EPOCHS if args.full else None,
+                stored_peers_only=args.stored_peers_only,
             )
             similarity[cell_type] = used
             for row in scored:
@@ -597,6 +627,7 @@ def _write(frame, adata, args, cell_types, seeds, epochs, similarity) -> None:
         options += " --bandwidths " + " ".join(f"{b:g}" for b in args.bandwidths)
         section += "_bandwidth"
         title = f"Response bandwidth of predict_perturbation ({data}, {genes})"
+    options += " --stored-peers-only" if args.stored_peers_only else ""
     if args.section:
         options += f" --section {args.section}"
         section = args.section
@@ -621,7 +652,8 @@ def _write(frame, adata, args, cell_types, seeds, epochs, similarity) -> None:
             "stimulated cells predicting the other half) and the borrowing bound as a dashed "
             "grey one (the best non-negative combination of the other types' responses, fitted "
             "to the real response: a method that mixes the seen types' responses gets no "
-            "further on the mean response); the bottom row is the mean over the types. Left: R² "
+            "further on the mean response); the bottom row is the mean over the types every "
+            "method ran on. Left: R² "
             "of predicted vs real log fold-changes on the top-100 DEGs; right: the Pearson r "
             "of the responses after the other types' pooled response is removed from both "
             "(the part a held-out type cannot copy; the pooled shift has none and is not "
@@ -681,9 +713,23 @@ def _write(frame, adata, args, cell_types, seeds, epochs, similarity) -> None:
         "the real response over all genes (benchmarks/_baselines.py). Mean ± sd over seeds, "
         "then each seed."
     )
+    complete = complete_types(frame)
+    over = "the held-out types (and seeds)"
+    if len(complete) < len(done):
+        missing = {
+            cell_type: sorted(set(frame["method"]) - set(rows["method"]))
+            for cell_type, rows in frame.groupby("cell_type")
+            if cell_type not in complete
+        }
+        over = (
+            f"the held-out types that every method ran on ({', '.join(complete)}; and seeds), "
+            "so that a missing row moves no mean ("
+            + "; ".join(f"{t}: no {', '.join(m)}" for t, m in missing.items())
+            + ")"
+        )
     body = (
-        "The headline scores above are means over the held-out types (and seeds), with the "
-        "training seconds.\n\n"
+        f"The headline scores above and every mean over types below are means over {over}, "
+        "with the training seconds.\n\n"
         f"Every score, mean over the held-out types and seeds:\n\n{summary.to_markdown()}\n\n"
         f"LFC R² on the top-100 DEGs per held-out type (mean over seeds):\n\n"
         f"{_wide(frame, 'r2_lfc_top_degs').to_markdown()}\n\n"
