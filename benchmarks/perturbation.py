@@ -717,8 +717,8 @@ def _write(frame, adata, args, cell_types, seeds, epochs, similarity) -> None:
     over = "the held-out types (and seeds)"
     if len(complete) < len(done):
         missing = {
-            cell_type: sorted(set(frame["method"]) - set(rows["method"]))
-            for cell_type, rows in frame.groupby("cell_type")
+            cell_type: sorted(set(frame["method"]) - set(type_rows["method"]))
+            for cell_type, type_rows in frame.groupby("cell_type")
             if cell_type not in complete
         }
         over = (

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import anndata
+import numpy as np
 import pandas as pd
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -53,3 +55,23 @@ def test_every_type_counts_when_every_method_ran():
     assert perturbation.complete_types(frame) == ["B", "CD14 Mono"]
     _, summary, _ = perturbation._tables(frame)
     assert summary.loc["CGMVAE", "r2_lfc_top_degs"] == 0.7
+
+
+def test_stored_peers_only_takes_stored_predictions_and_trains_none(tmp_path, monkeypatch):
+    def train_peer(*args, **kwargs):
+        raise AssertionError("a peer was trained")
+
+    monkeypatch.setattr(perturbation, "run_peer", train_peer)
+    monkeypatch.setattr(perturbation._cache, "CACHE_DIR", tmp_path)
+    cells = anndata.AnnData(np.ones((3, 2), dtype=np.float32))
+    args = (cells, cells, 0, False, "data-key", {})
+    assert perturbation._peer_predictions(*args, stored_only=True) == {}
+
+    stored = cells.copy()
+    stored.uns["train_seconds"] = 5.0
+    scpram = perturbation.PEERS["scpram"]
+    key = perturbation._cache.digest("scpram", "data-key", 0, False, scpram.script)
+    stored.write_h5ad(tmp_path / f"{key}.h5ad")
+    predictions = perturbation._peer_predictions(*args, stored_only=True)
+    assert list(predictions) == [scpram.label]
+    assert predictions[scpram.label].uns["train_seconds"] == 5.0
