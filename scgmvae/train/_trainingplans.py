@@ -21,6 +21,8 @@ _HAS_FUSED_OPTIMIZER = "fused_optimizer" in inspect.signature(TrainingPlan.__ini
 ADVERSARY_HIDDEN = 32
 """Width of the two hidden layers of the batch classifier (scvi-tools' adversary has the same)."""
 ADVERSARY_LOSS_KEY = "batch_adversary"
+DEFAULT_LR_DECAY_FACTOR = 0.1
+"""Learning rate at the last step of a decay, relative to ``lr``."""
 
 
 class _ReverseGradient(torch.autograd.Function):
@@ -84,6 +86,13 @@ class GMVAETrainingPlan(TrainingPlan):
         batches.
     scale_adversarial_loss
         Weight of the classifier's cross-entropy in the loss (and so of the reversed gradient).
+    lr_decay_share
+        Share of the optimizer steps, at the end of training, over which the learning rate
+        falls exponentially from ``lr`` to ``lr * lr_decay_factor`` (step by step). ``0``
+        keeps the rate constant. The steps are those of one ``train()`` call, so the cluster
+        initialisation's phases at its start keep the full rate.
+    lr_decay_factor
+        The learning rate at the last step, relative to ``lr``; in ``(0, 1]``.
     **kwargs
         Passed to :class:`~scvi.train.TrainingPlan` (``lr``, ``n_epochs_kl_warmup``, ...);
         keyword arguments it does not take go to the module's ``loss`` (e.g.
@@ -95,8 +104,18 @@ class GMVAETrainingPlan(TrainingPlan):
         module,
         adversarial_classifier: bool = False,
         scale_adversarial_loss: float = 1.0,
+        lr_decay_share: float = 0.0,
+        lr_decay_factor: float = DEFAULT_LR_DECAY_FACTOR,
         **kwargs,
     ):
+        if not 0 <= lr_decay_share <= 1:
+            raise ValueError(f"lr_decay_share must be in [0, 1], got {lr_decay_share}.")
+        if not 0 < lr_decay_factor <= 1:
+            raise ValueError(f"lr_decay_factor must be in (0, 1], got {lr_decay_factor}.")
+        if lr_decay_share > 0 and kwargs.get("reduce_lr_on_plateau"):
+            raise ValueError(
+                "lr_decay_share and reduce_lr_on_plateau both set the learning rate: use one."
+            )
         if _HAS_FUSED_OPTIMIZER:
             kwargs.setdefault("fused_optimizer", False)
         super().__init__(module, **kwargs)
@@ -109,6 +128,8 @@ class GMVAETrainingPlan(TrainingPlan):
                 )
             self.adversary = BatchAdversary(module.n_latent, module.n_batch)
         self.scale_adversarial_loss = scale_adversarial_loss
+        self.lr_decay_share = lr_decay_share
+        self.lr_decay_factor = lr_decay_factor
 
     def forward(self, tensors, **kwargs):
         """The module's outputs; while training, the batch adversary's term joins the loss."""
@@ -128,7 +149,23 @@ class GMVAETrainingPlan(TrainingPlan):
         config = super().configure_optimizers()
         if self.adversary is not None:
             config["optimizer"].add_param_group({"params": list(self.adversary.parameters())})
+        if self.lr_decay_share > 0:
+            scheduler = torch.optim.lr_scheduler.LambdaLR(
+                config["optimizer"], self._lr_decay(int(self.trainer.estimated_stepping_batches))
+            )
+            config["lr_scheduler"] = {"scheduler": scheduler, "interval": "step"}
         return config
+
+    def _lr_decay(self, total_steps: int):
+        """The factor on ``lr`` at each optimizer step of a run of ``total_steps``."""
+        decay_steps = max(1.0, self.lr_decay_share * total_steps)
+        start = total_steps - decay_steps
+
+        def factor(step: int) -> float:
+            progress = min(1.0, max(0.0, (step - start) / decay_steps))
+            return self.lr_decay_factor**progress
+
+        return factor
 
     def on_train_end(self) -> None:
         super().on_train_end()

@@ -1,10 +1,11 @@
-"""The training plan's batch adversary: reversed gradient, optimizer, history, errors."""
+"""The training plan: the batch adversary and the learning-rate decay."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch.callbacks import Callback
 
 from scgmvae.model import GMVAE
 from scgmvae.train import GMVAETrainingPlan
@@ -57,3 +58,53 @@ def test_adversary_needs_batches(toy_counts):
     model = GMVAE(toy_counts, n_components=5)
     with pytest.raises(ValueError, match=r"at least two batches.*batch_key"):
         model.train(max_epochs=1, adversarial_classifier=True)
+
+
+class _RecordLearningRate(Callback):
+    def __init__(self):
+        self.rates = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_lr_decay_falls_over_the_last_steps_only(toy_counts):
+    GMVAE.setup_anndata(toy_counts)
+    model = GMVAE(toy_counts, n_components=5)
+    record = _RecordLearningRate()
+    model.train(
+        max_epochs=10,
+        batch_size=len(toy_counts) // 4,
+        train_size=1.0,
+        plan_kwargs={"lr": 1e-2, "lr_decay_share": 0.5, "lr_decay_factor": 0.1},
+        callbacks=[record],
+        enable_progress_bar=False,
+    )
+    rates = np.array(record.rates)
+    half = len(rates) // 2
+    np.testing.assert_allclose(rates[: half + 1], 1e-2)  # the second half starts at lr
+    assert np.all(np.diff(rates[half:]) < 0)  # then falls at every step
+    # one step before the end: the last step's rate is lr * factor
+    np.testing.assert_allclose(rates[-1], 1e-2 * 0.1 ** ((half - 1) / half))
+
+    constant = _RecordLearningRate()
+    model.train(max_epochs=2, callbacks=[constant], enable_progress_bar=False)
+    assert set(constant.rates) == {1e-2}  # the default keeps the rate constant
+
+
+@pytest.mark.parametrize(
+    ("plan_kwargs", "message"),
+    [
+        ({"lr_decay_share": 1.5}, r"lr_decay_share must be in \[0, 1\]"),
+        ({"lr_decay_share": 0.5, "lr_decay_factor": 0}, r"lr_decay_factor must be in \(0, 1\]"),
+        (
+            {"lr_decay_share": 0.5, "reduce_lr_on_plateau": True},
+            "lr_decay_share and reduce_lr_on_plateau",
+        ),
+    ],
+)
+def test_lr_decay_arguments_are_checked(toy_counts, plan_kwargs, message):
+    GMVAE.setup_anndata(toy_counts)
+    model = GMVAE(toy_counts, n_components=5)
+    with pytest.raises(ValueError, match=message):
+        model.train(max_epochs=1, plan_kwargs=plan_kwargs)

@@ -68,9 +68,10 @@ class GMVAETrainingMixin(UnsupervisedTrainingMixin, ArchesMixin):
             across donors or samples; the benchmarks page shows what it changes.
         plan_kwargs
             Keyword arguments for :class:`~scgmvae.train.GMVAETrainingPlan` (``lr``,
-            ``n_epochs_kl_warmup``, ``use_labels``, ...). The learning rate defaults to 1e-2 and
-            the KL warm-up to a quarter of ``max_epochs``; ``use_labels=False`` trains every
-            cell with the unsupervised loss.
+            ``n_epochs_kl_warmup``, ``use_labels``, ``lr_decay_share``, ...). The learning rate
+            defaults to 1e-2, constant unless ``lr_decay_share`` lets it fall over the last
+            steps, and the KL warm-up to a quarter of ``max_epochs``; ``use_labels=False``
+            trains every cell with the unsupervised loss.
         datasplitter_kwargs
             Keyword arguments for :class:`~scgmvae.train.GMVAEDataSplitter`.
         **kwargs
