@@ -22,7 +22,7 @@ ADVERSARY_HIDDEN = 32
 """Width of the two hidden layers of the batch classifier (scvi-tools' adversary has the same)."""
 ADVERSARY_LOSS_KEY = "batch_adversary"
 DEFAULT_LR_DECAY_FACTOR = 0.1
-"""Learning rate at the last step of a decay, relative to ``lr``."""
+"""Learning rate at the end of a decay, relative to ``lr``."""
 
 
 class _ReverseGradient(torch.autograd.Function):
@@ -88,11 +88,12 @@ class GMVAETrainingPlan(TrainingPlan):
         Weight of the classifier's cross-entropy in the loss (and so of the reversed gradient).
     lr_decay_share
         Share of the optimizer steps, at the end of training, over which the learning rate
-        falls exponentially from ``lr`` to ``lr * lr_decay_factor`` (step by step). ``0``
-        keeps the rate constant. The steps are those of one ``train()`` call, so the cluster
-        initialisation's phases at its start keep the full rate.
+        falls exponentially (step by step) from ``lr`` to ``lr * lr_decay_factor`` at the end
+        of training. ``0`` keeps the rate constant. The steps are those of one ``train()``
+        call, the cluster initialisation's phases included: they come first, so a share
+        that does not reach back into them leaves them at the full rate.
     lr_decay_factor
-        The learning rate at the last step, relative to ``lr``; in ``(0, 1]``.
+        The learning rate at the end of training, relative to ``lr``; in ``(0, 1]``.
     **kwargs
         Passed to :class:`~scvi.train.TrainingPlan` (``lr``, ``n_epochs_kl_warmup``, ...);
         keyword arguments it does not take go to the module's ``loss`` (e.g.

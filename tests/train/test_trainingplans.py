@@ -84,7 +84,8 @@ def test_lr_decay_falls_over_the_last_steps_only(toy_counts):
     half = len(rates) // 2
     np.testing.assert_allclose(rates[: half + 1], 1e-2)  # the second half starts at lr
     assert np.all(np.diff(rates[half:]) < 0)  # then falls at every step
-    # one step before the end: the last step's rate is lr * factor
+    # exponential: the last step runs at lr * factor ** ((half - 1) / half), and the rate
+    # reaches lr * factor as training ends
     np.testing.assert_allclose(rates[-1], 1e-2 * 0.1 ** ((half - 1) / half))
 
     constant = _RecordLearningRate()
