@@ -122,8 +122,9 @@ HEADLINES = {
 """The headline of each page that has one, by the section whose first table it shows."""
 
 
-def read_section(page: Path, section: str) -> tuple[str, pd.DataFrame]:
-    """The title and the first table of section ``section`` of ``page``.
+def read_section(page: Path, section: str, after: str | None = None) -> tuple[str, pd.DataFrame]:
+    """The title and the first table of section ``section`` of ``page`` (with ``after``, the
+    first table below the line that starts with ``after``).
 
     Returns
     -------
@@ -138,9 +139,13 @@ def read_section(page: Path, section: str) -> tuple[str, pd.DataFrame]:
     if found is None:
         raise ValueError(f"{page} has no section {section!r}")
     lines = found["body"].splitlines()
-    first = next((i for i, line in enumerate(lines) if line.startswith("|")), None)
+    start = 0
+    if after is not None:
+        start = next((i + 1 for i, line in enumerate(lines) if line.startswith(after)), len(lines))
+    first = next((i for i, line in enumerate(lines) if i >= start and line.startswith("|")), None)
     if first is None:
-        raise ValueError(f"section {section!r} of {page} has no table")
+        below = f" below {after!r}" if after is not None else ""
+        raise ValueError(f"section {section!r} of {page} has no table{below}")
     rows = []
     for line in lines[first:]:
         if not line.startswith("|"):

@@ -1,0 +1,71 @@
+"""The summary of the full-size peer sections: every type read once, margins with their sign."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+try:
+    import _common
+    import _figures
+    import perturbation_summary
+finally:
+    sys.path.remove(str(BENCHMARKS))
+
+
+def test_every_peer_section_gives_rows_for_its_types():
+    frame = perturbation_summary.per_type_rows()
+    for section in perturbation_summary.PEER_SECTIONS:
+        _, table = _figures.read_section(
+            _common.section_page(section), section, after=perturbation_summary.PER_TYPE_TABLE
+        )
+        for (cell_type, method), cells in table.iterrows():
+            row = frame[(frame["cell_type"] == cell_type) & (frame["method"] == method)]
+            assert len(row) == 1, (cell_type, method)
+            mean, _, _ = _figures.cell_values(cells["r2_lfc_top_degs"])
+            assert row["r2_lfc_top_degs"].item() == pytest.approx(mean)
+
+
+def test_read_section_names_the_missing_table():
+    section = perturbation_summary.PEER_SECTIONS[0]
+    with pytest.raises(ValueError, match="has no table below 'No such line'"):
+        _figures.read_section(_common.section_page(section), section, after="No such line")
+
+
+def _rows(values: dict) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"cell_type": t, "method": m, "seed": 0, "r2_lfc_top_degs": v, "e_distance": 1 - v}
+            for (t, m), v in values.items()
+        ]
+    )
+
+
+def test_standing_takes_the_best_row_that_does_not_use_the_answer():
+    frame = _rows(
+        {
+            ("B", "CGMVAE"): 0.90,
+            ("B", "CGMVAE route z"): 0.99,  # CGMVAE's own variant: not a competitor
+            ("B", "trVAE"): 0.92,
+            ("B", "similarity-weighted shift"): 0.85,
+            ("B", "noise ceiling"): 0.98,  # uses the answer: not a competitor
+            ("NK", "CGMVAE"): 0.80,
+            ("NK", "trVAE"): 0.70,
+            ("NK", "similarity-weighted shift"): 0.75,
+            ("NK", "noise ceiling"): 0.97,
+        }
+    )
+    scores = perturbation_summary.standing(frame, "r2_lfc_top_degs")
+    assert scores.loc["B", "best other method"] == "trVAE"
+    assert scores.loc["B", "CGMVAE's margin"] == pytest.approx(-0.02)
+    assert scores.loc["NK", "best other method"] == "similarity-weighted shift"
+    assert scores.loc["NK", "CGMVAE's margin"] == pytest.approx(0.05)
+    distances = perturbation_summary.standing(frame, "e_distance")  # lower is better
+    assert distances.loc["B", "best other method"] == "trVAE"
+    assert distances.loc["B", "CGMVAE's margin"] == pytest.approx(-0.02)
+    assert distances.loc["NK", "CGMVAE's margin"] == pytest.approx(0.05)
