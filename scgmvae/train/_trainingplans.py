@@ -87,9 +87,9 @@ class GMVAETrainingPlan(TrainingPlan):
     scale_adversarial_loss
         Weight of the classifier's cross-entropy in the loss (and so of the reversed gradient).
     lr_decay_share
-        Share of the optimizer steps, at the end of training, over which the learning rate
-        falls exponentially (step by step) from ``lr`` to ``lr * lr_decay_factor`` at the end
-        of training. ``0`` keeps the rate constant. The steps are those of one ``train()``
+        Share of the optimizer steps, the last ones, over which the learning rate falls
+        exponentially (step by step) from ``lr`` to ``lr * lr_decay_factor`` at the final
+        step. ``0`` keeps the rate constant. The steps are those of one ``train()``
         call, the cluster initialisation's phases included: they come first, so a share
         that does not reach back into them leaves them at the full rate.
     lr_decay_factor
