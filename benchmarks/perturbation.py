@@ -111,6 +111,16 @@ FIGURE_METRICS = {
 FIGURE_SKIP = ("CGMVAE route z", "CGMVAE route w", "nearest-type shift", CONTROL_ROW)
 """Rows left out of the figure (variants, and the control, which scores 0 on LFC R²); the
 borrowed response alone stays, as a hollow CGMVAE marker, so the figure shows before/after."""
+METHOD_COLOURS = {
+    "trVAE": "#1b9e77",
+    "scPRAM": "#d95f02",
+    "scGen": "#e7298a",
+    "CPA": "#a6761d",
+    "scVI latent arithmetic": "#e6ab02",
+}
+"""Each peer's colour in every figure, whichever peers a run has; other trained methods take
+those of :data:`OTHER_COLOURS` in turn."""
+OTHER_COLOURS = ("#66a61e", "#7570b3", "#a6cee3")
 FIGURE_SKIP_PANEL = {"pcc_type_specific_top_degs": ("pooled shift",)}
 """Rows left out of one panel: the pooled shift has no type-specific part (its score there is
 the correlation of rounding errors)."""
@@ -406,7 +416,7 @@ def figure(
     methods = [m for m in dict.fromkeys(frame["method"]) if m not in (*FIGURE_SKIP, *bars)]
     types = sorted(frame["cell_type"].unique())
     rows = [*types, "mean"]
-    palette = iter(["#1b9e77", "#d95f02", "#e7298a", "#a6761d", "#e6ab02", "#66a61e"])
+    palette = iter(OTHER_COLOURS)
     grey = iter(["#555555", "#999999", "#bbbbbb"])
     style = {}
     for method in methods:
@@ -423,7 +433,8 @@ def figure(
         elif method in model_free:
             style[method] = {"color": next(grey), "marker": "s", "s": 45, "zorder": 3}
         else:
-            style[method] = {"color": next(palette), "marker": "D", "s": 45, "zorder": 4}
+            colour = METHOD_COLOURS.get(method) or next(palette)
+            style[method] = {"color": colour, "marker": "D", "s": 45, "zorder": 4}
     metrics = [m for m in panels if m in frame]
     fig, axes = plt.subplots(
         1,
