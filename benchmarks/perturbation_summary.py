@@ -31,6 +31,7 @@ PEER_SECTIONS = (
     "perturbation_kang6_peers_cd8",
     "perturbation_kang6_peers_nk",
     "perturbation_kang6_peers_dc",
+    "perturbation_kang6_peers_tact",
 )
 """The sections of the full-size runs with the published peers, one or more types each."""
 PER_TYPE_TABLE = "Every score per held-out type and method"
