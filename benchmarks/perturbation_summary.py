@@ -55,13 +55,14 @@ LOWER_IS_BETTER = ("e_distance",)
 
 def per_type_rows(sections: tuple[str, ...] = PEER_SECTIONS) -> pd.DataFrame:
     """One row per held-out type, method and seed, with every score of the sections' per-type
-    tables (a type that two sections hold is taken from the first)."""
+    tables (a type and method that two sections hold is taken from the first, so a later
+    section can add a peer that ran on its own to the types of an earlier one)."""
     rows, seen = [], set()
     for section in sections:
         _, table = read_section(section_page(section), section, after=PER_TYPE_TABLE)
-        types = {label[0] for label in table.index} - seen
+        pairs = set(table.index) - seen
         for (cell_type, method), cells in table.iterrows():
-            if cell_type not in types:
+            if (cell_type, method) not in pairs:
                 continue
             for metric, cell in cells.items():
                 _, _, seeds = cell_values(cell)
@@ -69,7 +70,7 @@ def per_type_rows(sections: tuple[str, ...] = PEER_SECTIONS) -> pd.DataFrame:
                     rows.append(
                         {"cell_type": cell_type, "method": method, "seed": seed, metric: value}
                     )
-        seen |= types
+        seen |= pairs
     frame = pd.DataFrame(rows)
     keys = ["cell_type", "method", "seed"]
     return frame.groupby(keys, sort=False).first().reset_index()

@@ -42,11 +42,13 @@ SMOKE_OUTPUT = {
     # GMVAE with the condition as its batch covariate is scored (the toy data have conditions)
     "clustering.py": r"'method': 'GMVAE K, condition as batch', 'seed': 0, 'ari': 0\.\d",
     "semi_supervised.py": None,
-    # every method is scored on every group, the real cells included (the floor)
+    # every method is scored on every group, the real cells included (the floor), then the
+    # count of groups that meet the AUC goal, per classifier
     "generation.py": (
         r"CGMVAE generate +[01]\.\d+(.|\n)*CGMVAE generate sample_z +[01]\.\d+(.|\n)*"
         r"CGMVAE generate posterior +[01]\.\d+(.|\n)*"
-        r"scVI posterior predictive +[01]\.\d+(.|\n)*real training cells +[01]\.\d+"
+        r"scVI posterior predictive +[01]\.\d+(.|\n)*real training cells +[01]\.\d+(.|\n)*"
+        r"classifier_auc +classifier_auc_forest\s+method\s+(.|\n)*real training cells +\d+ +\d+"
     ),
     # a held-out pseudo-donor: CGMVAE, the per-type mean and quantile shifts and the ceiling,
     # then the figure
