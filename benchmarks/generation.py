@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import textwrap
 import time
 
 import anndata
@@ -71,6 +72,8 @@ AUC_GOAL = 0.60
 """Issue 25's goal: a real-vs-synthetic AUC of at most this for every group."""
 DRAW_STRIDE = 1000
 """Random state of the classifier for draw ``d`` of seed ``s``: ``s * DRAW_STRIDE + d``."""
+TITLE_WIDTH = 110
+"""Characters per line of the figure's title."""
 RATIO_TICKS = (1, 1.5, 2, 3, 5, 10, 20, 50)
 AUC_LIMITS = (0.35, 1.02)
 """Ticks of the log-scaled E-distance ratio axis of the figure."""
@@ -111,17 +114,19 @@ def run_seed(
     max_epochs: int,
     lr_decay_share: float = 0.0,
     draws: int = 1,
+    dispersion: str = "gene",
 ) -> list[dict]:
     """Every method's scores for every scored group and draw, with one seed's split and models.
 
-    ``lr_decay_share`` is passed to CGMVAE's training plan (the learning-rate decay); each of
-    the ``draws`` draws samples the synthetic cells and the classifier's folds again.
+    ``lr_decay_share`` is passed to CGMVAE's training plan (the learning-rate decay) and
+    ``dispersion`` to the model; each of the ``draws`` draws samples the synthetic cells and
+    the classifier's folds again.
     """
     held_out = held_out_split(adata, seed)
     train, real = adata[~held_out].copy(), adata[held_out].copy()
     scvi.settings.seed = seed
     scgmvae.model.CGMVAE.setup_anndata(train, condition_key=CONDITION, labels_key=LABEL)
-    cgmvae = scgmvae.model.CGMVAE(train)
+    cgmvae = scgmvae.model.CGMVAE(train, dispersion=dispersion)
     start = time.perf_counter()
     cgmvae.train(
         max_epochs=max_epochs,
@@ -237,7 +242,8 @@ def figure(frame: pd.DataFrame, path, title: str) -> None:
         ncol=3,
         frameon=False,
         bbox_to_anchor=(0.5, 1.0),
-        title=title,
+        # wrapped to the panels' width, which a title of every option can exceed
+        title=textwrap.fill(title, TITLE_WIDTH),
         title_fontsize=11,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -259,6 +265,12 @@ def main() -> None:
         "classifier folds) and report the mean; writes its own section",
     )
     parser.add_argument(
+        "--dispersion",
+        default="gene",
+        choices=("gene", "gene-cell"),
+        help="CGMVAE's dispersion; other than the default it writes its own section",
+    )
+    parser.add_argument(
         "--lr-decay-share",
         type=float,
         default=0.0,
@@ -275,7 +287,9 @@ def main() -> None:
         epochs, seeds = 2, range(1)
     draws = args.draws
     rows = [
-        row for seed in seeds for row in run_seed(adata, seed, epochs, args.lr_decay_share, draws)
+        row
+        for seed in seeds
+        for row in run_seed(adata, seed, epochs, args.lr_decay_share, draws, args.dispersion)
     ]
     group_keys = ["cell_type", "condition", "n_real", "method", "seed"]
     # each group's score in a seed is its mean over the draws
@@ -305,6 +319,7 @@ def main() -> None:
         + ("_kang6" if args.full else "")
         + ("_lr_decay" if decay else "")
         + ("_draws" if draws > 1 else "")
+        + ("_gene_cell" if args.dispersion == "gene-cell" else "")
     )
     image = f"../_static/{section}.png"
     label = f"Kang 6 donors, {adata.n_obs:,} cells" if args.full else "Kang 832 cells"
@@ -312,6 +327,9 @@ def main() -> None:
         label += f", CGMVAE's learning rate decaying over the last {args.lr_decay_share:.0%}"
     decay_flag = f" --lr-decay-share {args.lr_decay_share:g}" if decay else ""
     draws_flag = f" --draws {draws}" if draws > 1 else ""
+    dispersion_flag = f" --dispersion {args.dispersion}" if args.dispersion != "gene" else ""
+    if dispersion_flag:
+        label += f", CGMVAE with dispersion={args.dispersion!r}"
     if draws > 1:
         label += f", each group scored over {draws} draws"
     figure(
@@ -322,7 +340,8 @@ def main() -> None:
     )
     notes = (
         "Mean over the type x condition groups (each group's score the mean over its "
-        f"{draws} draw(s)), then mean ± sd over seeds (each seed in brackets). Groups whose "
+        f"{draws} draw{'s' if draws > 1 else ''}), then mean ± sd over seeds (each seed in "
+        "brackets). Groups whose "
         f"AUC (mean over seeds and draws) is at most the goal of {AUC_GOAL:g}, of "
         f"{len(per_group['classifier_auc'])}:\n\n{at_goal.to_markdown()}\n\n"
         "Real-vs-synthetic AUC per group (mean over seeds and draws; n_real: held-out real "
@@ -345,7 +364,7 @@ def main() -> None:
         section,
         f"Generated cells against real cells ({label}, {adata.n_vars:,} HVGs)",
         f"python benchmarks/generation.py{' --full' if args.full else ''} "
-        f"--seeds {len(seeds)} --max-epochs {epochs}{decay_flag}{draws_flag}",
+        f"--seeds {len(seeds)} --max-epochs {epochs}{decay_flag}{draws_flag}{dispersion_flag}",
         summary,
         notes,
         lead=f"![Per type and condition, each method's classifier AUCs and E-distance ratio]"

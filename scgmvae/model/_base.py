@@ -17,7 +17,7 @@ from scvi.model.base import BaseModelClass
 
 from scgmvae import _validation
 from scgmvae.module import GMVAEModule
-from scgmvae.module._constants import CONDITION_KEY, GeneLikelihood, WPrior
+from scgmvae.module._constants import CONDITION_KEY, Dispersion, GeneLikelihood, WPrior
 from scgmvae.train import GMVAEDataSplitter, GMVAETrainingPlan
 
 from .base import ExpressionMixin, GenerationMixin, GMVAETrainingMixin, LatentMixin
@@ -69,6 +69,7 @@ class BaseGMVAE(GMVAETrainingMixin, LatentMixin, GenerationMixin, ExpressionMixi
         n_layers: int = 1,
         dropout_rate: float = 0.1,
         gene_likelihood: GeneLikelihood = "nb",
+        dispersion: Dispersion = "gene",
         w_prior: WPrior = "fixed",
         dirichlet_alpha: float = 1.0,
         classification_weight: float = 10.0,
@@ -98,6 +99,7 @@ class BaseGMVAE(GMVAETrainingMixin, LatentMixin, GenerationMixin, ExpressionMixi
             n_layers=n_layers,
             dropout_rate=dropout_rate,
             gene_likelihood=gene_likelihood,
+            dispersion=dispersion,
             w_prior=w_prior,
             dirichlet_alpha=dirichlet_alpha,
             classification_weight=classification_weight,
@@ -110,7 +112,8 @@ class BaseGMVAE(GMVAETrainingMixin, LatentMixin, GenerationMixin, ExpressionMixi
             f"{f', {n_conditions} conditions' if n_conditions else ''}"
             f"{f', {len(self.batch_names)} batches' if len(self.batch_names) > 1 else ''}), "
             f"n_latent: {n_latent}, n_latent_w: {n_latent_w}, n_hidden: {n_hidden}, "
-            f"n_layers: {n_layers}, gene_likelihood: {gene_likelihood}, w_prior: {w_prior}, "
+            f"n_layers: {n_layers}, gene_likelihood: {gene_likelihood}, "
+            f"{f'dispersion: {dispersion}, ' if dispersion != 'gene' else ''}w_prior: {w_prior}, "
             f"dirichlet_alpha: {dirichlet_alpha}"
         )
         self.init_params_ = self._get_init_params(locals())

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from scvi.data._constants import _SETUP_ARGS_KEY
 
-from scgmvae.module._constants import ConditionEffect, GeneLikelihood, WPrior
+from scgmvae.module._constants import ConditionEffect, Dispersion, GeneLikelihood, WPrior
 
 from ._base import BaseGMVAE
 from ._setup import document_setup_parameters, register_fields
@@ -53,6 +53,11 @@ class CGMVAE(PerturbationMixin, BaseGMVAE):
     gene_likelihood
         ``"nb"`` (raw counts), ``"zinb"``, ``"poisson"``, ``"normal"`` (normalised or scaled
         data, the thesis' choice) or ``"bernoulli"`` (values in [0, 1]).
+    dispersion
+        Of the negative binomials (``"nb"``, ``"zinb"``): ``"gene"``, one per gene, or
+        ``"gene-cell"``, decoded from the cell's ``z`` with its mean, so that each cell type
+        and condition has its own spread; the benchmarks page compares the two on generated
+        cells.
     w_prior
         ``"fixed"`` standard normal prior on ``w``, or ``"learned"``: a Gaussian per condition.
     dirichlet_alpha
@@ -89,6 +94,7 @@ class CGMVAE(PerturbationMixin, BaseGMVAE):
         n_layers: int = 1,
         dropout_rate: float = 0.1,
         gene_likelihood: GeneLikelihood = "nb",
+        dispersion: Dispersion = "gene",
         w_prior: WPrior = "fixed",
         dirichlet_alpha: float = 1.0,
         classification_weight: float = 10.0,
@@ -104,6 +110,7 @@ class CGMVAE(PerturbationMixin, BaseGMVAE):
             n_layers=n_layers,
             dropout_rate=dropout_rate,
             gene_likelihood=gene_likelihood,
+            dispersion=dispersion,
             w_prior=w_prior,
             dirichlet_alpha=dirichlet_alpha,
             classification_weight=classification_weight,

@@ -41,6 +41,11 @@ class GMVAE(BaseGMVAE):
     gene_likelihood
         ``"nb"`` (raw counts), ``"zinb"``, ``"poisson"``, ``"normal"`` (normalised or scaled
         data, the thesis' choice) or ``"bernoulli"`` (values in [0, 1]).
+    dispersion
+        Of the negative binomials (``"nb"``, ``"zinb"``): ``"gene"``, one per gene, or
+        ``"gene-cell"``, decoded from the cell's ``z`` with its mean, so that each cell type
+        and condition has its own spread; the benchmarks page compares the two on generated
+        cells.
     w_prior
         ``"fixed"`` standard normal or ``"learned"`` Gaussian prior on ``w``.
     dirichlet_alpha

@@ -14,6 +14,10 @@ WPrior = Literal["fixed", "learned"]
 W_PRIORS = ("fixed", "learned")
 ConditionEffect = Literal["network", "shift"]
 CONDITION_EFFECTS = ("network", "shift")
+Dispersion = Literal["gene", "gene-cell"]
+DISPERSIONS = ("gene", "gene-cell")
+DISPERSION_LIKELIHOODS = ("nb", "zinb")
+"""The likelihoods with a dispersion (the negative binomials)."""
 
 CONDITION_KEY = "condition"
 """Registry key of the condition field (CGMVAE)."""

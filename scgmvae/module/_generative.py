@@ -75,7 +75,10 @@ class GenerativeMixin:
         rate = torch.exp(library) * scale
         if self.gene_likelihood == "poisson":
             return Poisson(rate.clamp(min=PROB_FLOOR)), scale
-        theta = torch.exp(self.px_log_theta.clamp(-LOG_DISPERSION_BOUND, LOG_DISPERSION_BOUND))
+        log_theta = (
+            self.px_log_theta_head(h) if self.dispersion == "gene-cell" else self.px_log_theta
+        )
+        theta = torch.exp(log_theta.clamp(-LOG_DISPERSION_BOUND, LOG_DISPERSION_BOUND))
         if self.gene_likelihood == "zinb":
             zi_logits = self.px_dropout_head(h)
             return ZeroInflatedNegativeBinomial(

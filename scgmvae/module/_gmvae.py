@@ -16,11 +16,14 @@ from ._constants import (
     COUNT_LIKELIHOODS,
     DEFAULT_LATENT_BOUND,
     DEFAULT_LOG_VAR_BOUND,
+    DISPERSION_LIKELIHOODS,
+    DISPERSIONS,
     LIBRARY,
     LIKELIHOODS,
     W_KEY,
     W_PRIORS,
     ConditionEffect,
+    Dispersion,
     GeneLikelihood,
     WPrior,
     X,
@@ -83,6 +86,10 @@ class GMVAEModule(
         Dropout in the encoder.
     gene_likelihood
         Observation model of ``x``.
+    dispersion
+        For ``gene_likelihood="nb"`` or ``"zinb"``: ``"gene"``, one inverse dispersion per
+        gene; ``"gene-cell"``, decoded from ``z`` with the mean, so that cells of different
+        states (cell types, conditions) have their own spread around their mean.
     w_prior
         ``"fixed"``: ``p(w) = N(0, I)``; ``"learned"``: a learned Gaussian per condition.
     dirichlet_alpha
@@ -123,6 +130,7 @@ class GMVAEModule(
         n_layers: int = 1,
         dropout_rate: float = 0.1,
         gene_likelihood: GeneLikelihood = "nb",
+        dispersion: Dispersion = "gene",
         w_prior: WPrior = "fixed",
         dirichlet_alpha: float = 1.0,
         classification_weight: float = 10.0,
@@ -135,6 +143,13 @@ class GMVAEModule(
     ):
         super().__init__()
         _check_choice("gene_likelihood", gene_likelihood, LIKELIHOODS)
+        _check_choice("dispersion", dispersion, DISPERSIONS)
+        if dispersion != "gene" and gene_likelihood not in DISPERSION_LIKELIHOODS:
+            raise ValueError(
+                f"dispersion={dispersion!r} needs a negative-binomial likelihood "
+                f"(gene_likelihood in {DISPERSION_LIKELIHOODS}), got "
+                f"gene_likelihood={gene_likelihood!r}, which has no dispersion."
+            )
         _check_choice("w_prior", w_prior, W_PRIORS)
         _check_choice("condition_effect", condition_effect, CONDITION_EFFECTS)
         _check_choice("normal_variance", normal_variance, ("learned", "fixed"))
@@ -156,6 +171,7 @@ class GMVAEModule(
         self.n_latent = n_latent
         self.n_latent_w = n_latent_w
         self.gene_likelihood = gene_likelihood
+        self.dispersion = dispersion
         self.w_prior = w_prior
         self.dirichlet_alpha = dirichlet_alpha
         self.classification_weight = classification_weight

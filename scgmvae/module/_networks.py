@@ -7,6 +7,7 @@ from scvi.nn import FCLayers
 from torch import nn
 
 from ._components import GaussianHead
+from ._constants import DISPERSION_LIKELIHOODS
 
 
 class NetworksMixin:
@@ -80,8 +81,11 @@ class NetworksMixin:
             dropout_rate=0,
         )
         self.px_head = nn.Linear(n_hidden, self.n_input)
-        if self.gene_likelihood in ("nb", "zinb"):
-            self.px_log_theta = nn.Parameter(torch.randn(self.n_input))
+        if self.gene_likelihood in DISPERSION_LIKELIHOODS:
+            if self.dispersion == "gene-cell":
+                self.px_log_theta_head = nn.Linear(n_hidden, self.n_input)
+            else:
+                self.px_log_theta = nn.Parameter(torch.randn(self.n_input))
         if self.gene_likelihood == "zinb":
             self.px_dropout_head = nn.Linear(n_hidden, self.n_input)
         if self.gene_likelihood == "normal" and self.normal_variance == "learned":

@@ -91,11 +91,19 @@ def test_semi_supervised_predicts_label_names(toy_semi, toy_epochs):
     assert components.max() < 7
 
 
-@pytest.mark.parametrize("condition_effect", ["shift", "network"])
-def test_save_load_gives_identical_latents(toy_counts, max_epochs, tmp_path, condition_effect):
+@pytest.mark.parametrize(
+    ("condition_effect", "dispersion"), [("shift", "gene"), ("network", "gene-cell")]
+)
+def test_save_load_gives_identical_latents(
+    toy_counts, max_epochs, tmp_path, condition_effect, dispersion
+):
     CGMVAE.setup_anndata(toy_counts, condition_key="condition")
     model = CGMVAE(
-        toy_counts, n_components=5, w_prior="learned", condition_effect=condition_effect
+        toy_counts,
+        n_components=5,
+        w_prior="learned",
+        condition_effect=condition_effect,
+        dispersion=dispersion,
     )
     model.train(max_epochs=max_epochs, enable_progress_bar=False)
     model.save(tmp_path / "model", overwrite=True)
@@ -109,6 +117,9 @@ def test_save_load_gives_identical_latents(toy_counts, max_epochs, tmp_path, con
     assert loaded.module.w_prior == "learned"
     assert loaded.module.condition_effect == condition_effect
     assert f"condition_effect: {condition_effect}" in loaded._model_summary_string
+    assert loaded.module.dispersion == dispersion
+    for name, value in model.module.state_dict().items():
+        torch.testing.assert_close(loaded.module.state_dict()[name], value)
 
 
 def test_same_seed_same_latents(max_epochs):

@@ -188,10 +188,31 @@ def test_condition_shift_moves_every_component_alike():
     torch.testing.assert_close(*expression)
 
 
+@pytest.mark.parametrize("likelihood", ["nb", "zinb"])
+def test_gene_cell_dispersion_is_decoded_per_cell(likelihood):
+    module = _module(gene_likelihood=likelihood, dispersion="gene-cell")
+    z, library = torch.randn(3, module.n_latent), torch.full((3, 1), 5.0)
+    theta = module.decode(z, library, CONDITIONS[:3])[0].theta
+    assert theta.shape == (3, module.n_input)
+    # each cell its own spread, learned with the rest of the ELBO
+    assert not torch.allclose(theta[0], theta[1])
+    _, _, out = module(_batch(likelihood))
+    out.loss.backward()
+    assert module.px_log_theta_head.weight.grad.abs().sum() > 0
+    # one per gene by default: the same for every cell
+    gene_wise = _module(gene_likelihood=likelihood).decode(z, library, CONDITIONS[:3])[0].theta
+    torch.testing.assert_close(gene_wise[0], gene_wise[1])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"gene_likelihood": "gauss"}, "gene_likelihood='gauss' is not supported"),
+        ({"dispersion": "gene-batch"}, "dispersion='gene-batch' is not supported"),
+        (
+            {"dispersion": "gene-cell", "gene_likelihood": "poisson"},
+            "dispersion='gene-cell' needs a negative-binomial likelihood",
+        ),
         ({"w_prior": "flat"}, "w_prior='flat' is not supported"),
         ({"condition_effect": "additive"}, "condition_effect='additive' is not supported"),
         ({"n_components": 1}, "n_components=1 is smaller than the number of labels"),
