@@ -28,6 +28,7 @@ SECTION = "perturbation_kang6_summary"
 PEER_SECTIONS = (
     "perturbation_kang6_peers",
     "perturbation_kang6_peers_cd16",
+    "perturbation_kang6_trvae_cd16",
     "perturbation_kang6_peers_cd8",
     "perturbation_kang6_peers_nk",
     "perturbation_kang6_peers_dc",
