@@ -20,15 +20,23 @@ finally:
 
 def test_every_peer_section_gives_rows_for_its_types():
     frame = perturbation_summary.per_type_rows()
+    taken, added_later = set(), 0
     for section in perturbation_summary.PEER_SECTIONS:
         _, table = _figures.read_section(
             _common.section_page(section), section, after=perturbation_summary.PER_TYPE_TABLE
         )
+        types_before = {cell_type for cell_type, _ in taken}
         for (cell_type, method), cells in table.iterrows():
             row = frame[(frame["cell_type"] == cell_type) & (frame["method"] == method)]
             assert len(row) == 1, (cell_type, method)
+            if (cell_type, method) in taken:
+                continue  # the first section that holds a type and method gives its row
             mean, _, _ = _figures.cell_values(cells["r2_lfc_top_degs"])
             assert row["r2_lfc_top_degs"].item() == pytest.approx(mean)
+            taken.add((cell_type, method))
+            added_later += cell_type in types_before
+    # a peer run on its own (trVAE on CD16 Mono) adds its row to an earlier section's type
+    assert added_later > 0
 
 
 def test_read_section_names_the_missing_table():
