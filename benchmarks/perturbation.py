@@ -21,6 +21,7 @@ the responses against the other), so that the input's own noise cannot inflate t
     python benchmarks/perturbation.py              # 832 cells, 2,000 HVGs, 3 seeds
     python benchmarks/perturbation.py --all-genes  # all genes, as a user who skips HVGs
     python benchmarks/perturbation.py --full       # the full-size 6-donor file (12,103 cells)
+    python benchmarks/perturbation.py --dispersion gene-cell  # CGMVAE's rows with that dispersion
     python benchmarks/perturbation.py --smoke      # one cell type, 1 seed, 2 epochs (CI)
 
 ``--full`` reads ``kang_ifnb_6donors.h5ad`` from ``$SCGMVAE_DATA_DIR`` and holds out, in turn,
@@ -138,12 +139,20 @@ of CGMVAE's predictions."""
 
 
 def cgmvae_predictions(
-    train, control, seed: int, max_epochs: int, key: str, variants: dict, setup: dict | None = None
+    train,
+    control,
+    seed: int,
+    max_epochs: int,
+    key: str,
+    variants: dict,
+    setup: dict | None = None,
+    model_kwargs: dict | None = None,
 ) -> dict:
     """Each variant's prediction (``predict_perturbation`` keyword arguments by row name) of
     one CGMVAE trained on ``train`` (or stored); ``setup``: further ``setup_anndata``
-    arguments, such as a batch key."""
-    setup = setup or {}
+    arguments, such as a batch key; ``model_kwargs``: arguments of the model, such as its
+    dispersion."""
+    setup, model_kwargs = setup or {}, model_kwargs or {}
     model = None
 
     def predict(kwargs: dict):
@@ -153,7 +162,7 @@ def cgmvae_predictions(
             scgmvae.model.CGMVAE.setup_anndata(
                 train, condition_key=CONDITION, labels_key=LABEL, **setup
             )
-            model = scgmvae.model.CGMVAE(train)
+            model = scgmvae.model.CGMVAE(train, **model_kwargs)
             start = time.perf_counter()
             model.train(max_epochs=max_epochs, enable_progress_bar=False)
             model.train_seconds = time.perf_counter() - start
@@ -161,9 +170,11 @@ def cgmvae_predictions(
         predicted.uns["train_seconds"] = model.train_seconds
         return predicted
 
+    # model arguments enter the key only when set, so runs with the defaults stay stored
+    extra = (model_kwargs,) if model_kwargs else ()
     return {
         name: _cache.cached(
-            _cache.digest(name, key, seed, max_epochs, kwargs, setup, SCGMVAE_SOURCE),
+            _cache.digest(name, key, seed, max_epochs, kwargs, setup, SCGMVAE_SOURCE, *extra),
             lambda kwargs=kwargs: predict(kwargs),
         )
         for name, kwargs in variants.items()
@@ -279,13 +290,16 @@ def run_one(
     deg_test: str = DEG_TEST,
     peer_epochs: dict | None = None,
     stored_peers_only: bool = False,
+    dispersion: str = "gene",
 ) -> tuple[list[dict], dict]:
     """Every method's scores for one held-out type and seed, one dict per method; with
     ``bandwidths``, CGMVAE's default route at those bandwidths only. Also what the
     similarity-weighted shift used: the nearest type and the weights. ``deg_test`` ranks the
     real stimulated against the control cells of the type for its top-100 DEGs; ``peer_epochs``
     sets the epochs of peers by name (the peer scripts' defaults otherwise); with
-    ``stored_peers_only`` a peer gives a row only where its prediction is already stored."""
+    ``stored_peers_only`` a peer gives a row only where its prediction is already stored;
+    ``dispersion`` other than the default trains CGMVAE with it and leaves out the peers and
+    scVI, which it does not change."""
     held_out = (adata.obs[LABEL] == cell_type) & (adata.obs[CONDITION] == STIM)
     train = adata[~held_out].copy()
     control = adata[(adata.obs[LABEL] == cell_type) & (adata.obs[CONDITION] == CTRL)].copy()
@@ -294,21 +308,25 @@ def run_one(
 
     key = _cache.data_digest(train, control)
     variants = {**CGMVAE_ROWS, **bandwidth_rows(bandwidths)} if bandwidths else CGMVAE_ROWS
-    predictions = cgmvae_predictions(train.copy(), control, seed, max_epochs, key, variants)
+    model_kwargs = {"dispersion": dispersion} if dispersion != "gene" else None
+    predictions = cgmvae_predictions(
+        train.copy(), control, seed, max_epochs, key, variants, model_kwargs=model_kwargs
+    )
     baselines, responses = _baselines.baseline_predictions(train, control, **KEYS)
     if bandwidths:
         # the default rows come from the same model and are stored on the way, so the main
         # table needs no retraining; this section reports the bandwidths only
         predictions = {name: p for name, p in predictions.items() if name not in CGMVAE_ROWS}
     else:
-        predictions.update(
-            _peer_predictions(
-                train, control, seed, smoke, key, peer_epochs or {}, stored_peers_only
+        if model_kwargs is None:  # the peers and scVI do not depend on CGMVAE's arguments
+            predictions.update(
+                _peer_predictions(
+                    train, control, seed, smoke, key, peer_epochs or {}, stored_peers_only
+                )
             )
-        )
-        predictions["scVI latent arithmetic"] = _scvi_prediction(
-            train, control, seed, max_epochs, key
-        )
+            predictions["scVI latent arithmetic"] = _scvi_prediction(
+                train, control, seed, max_epochs, key
+            )
         predictions.update(baselines)
         predictions[BOUND_ROW] = _baselines.borrowing_bound(responses, stimulated)
     # the pooled response of the other types: the reference of the type-specific score
@@ -535,6 +553,13 @@ def main() -> None:
         help=f"epochs of CGMVAE and scVI (default 200; {FULL_MAX_EPOCHS} with --full)",
     )
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="the seeds run are --first-seed, --first-seed + 1, ... (another seed of a run "
+        "without repeating the ones it has; writes its own section with --section)",
+    )
     parser.add_argument("--cell-types", nargs="*", default=None)
     parser.add_argument(
         "--full",
@@ -560,6 +585,14 @@ def main() -> None:
         "(its own section of docs/benchmarks.md)",
     )
     parser.add_argument(
+        "--dispersion",
+        default="gene",
+        choices=("gene", "gene-cell"),
+        help="CGMVAE's dispersion; other than the default it writes its own section with "
+        "CGMVAE's rows, the model-free rows and the references (the peers and scVI on the same "
+        "splits are in the section of the default)",
+    )
+    parser.add_argument(
         "--stored-peers-only",
         action="store_true",
         help="the peers' rows from stored predictions alone (benchmarks/.cache), to gather "
@@ -581,7 +614,7 @@ def main() -> None:
     deg_test = SCPERTURBENCH_DEG_TEST if args.scperturbench else DEG_TEST
     cell_types = args.cell_types or default_cell_types(adata, args.full)
     print(f"held-out types: {cell_types}", flush=True)
-    seeds = range(args.seeds)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     epochs = args.max_epochs or (FULL_MAX_EPOCHS if args.full else 200)
     if args.smoke:
         cell_types, seeds, epochs = cell_types[:1], range(1), 2
@@ -598,6 +631,7 @@ def main() -> None:
                 deg_test,
                 peer_epochs=FULL_PEER_EPOCHS if args.full else None,
                 stored_peers_only=args.stored_peers_only,
+                dispersion=args.dispersion,
             )
             similarity[cell_type] = used
             for row in scored:
@@ -617,6 +651,14 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as folder:
                 figure(frame, Path(folder) / "figure.png", "smoke")
                 print("figure written", flush=True)
+
+
+def _seed_label(seeds: range) -> str:
+    """How many seeds ran, and which when they do not start at 0."""
+    label = f"{len(seeds)} seed{'s' * (len(seeds) > 1)}"
+    if seeds.start:
+        label += f" ({', '.join(map(str, seeds))})"
+    return label
 
 
 def _write(frame, adata, args, cell_types, seeds, epochs, similarity) -> None:
@@ -639,6 +681,11 @@ def _write(frame, adata, args, cell_types, seeds, epochs, similarity) -> None:
         section += "_bandwidth"
         title = f"Response bandwidth of predict_perturbation ({data}, {genes})"
     options += " --stored-peers-only" if args.stored_peers_only else ""
+    options += f" --first-seed {args.first_seed}" if args.first_seed else ""
+    if args.dispersion != "gene":
+        options += f" --dispersion {args.dispersion}"
+        section += "_" + args.dispersion.replace("-", "_")
+        title = title[:-1] + f", CGMVAE with dispersion={args.dispersion!r})"
     if args.section:
         options += f" --section {args.section}"
         section = args.section
@@ -653,7 +700,7 @@ def _write(frame, adata, args, cell_types, seeds, epochs, similarity) -> None:
             frame,
             RESULTS.parent / image,
             f"{data}, {genes}: held-out stimulated cells of each type, "
-            f"{len(seeds)} seed{'s' * (len(seeds) > 1)}, {epochs} epochs",
+            f"{_seed_label(seeds)}, {epochs} epochs",
         )
         lead = (  # the image's path is relative to the page, in docs/benchmarks/
             f"![Per held-out type, each method's scores with the noise ceiling](../{image})\n\n"
@@ -724,6 +771,13 @@ def _write(frame, adata, args, cell_types, seeds, epochs, similarity) -> None:
         "the real response over all genes (benchmarks/_baselines.py). Mean ± sd over seeds, "
         "then each seed."
     )
+    if args.dispersion != "gene":
+        methods_note += (
+            f" CGMVAE here with dispersion={args.dispersion!r} (the negative binomial's inverse "
+            "dispersion decoded from z for each cell and gene); the peers and scVI are left out, "
+            "as the dispersion does not change them: their rows on the same splits and seeds "
+            "are in the section of the default (the same command without --dispersion)."
+        )
     complete = complete_types(frame)
     over = "the held-out types (and seeds)"
     if len(complete) < len(done):
