@@ -22,6 +22,8 @@ RESULTS = DOCS / "benchmarks"
 docs/benchmarks.md."""
 STATIC = DOCS / "_static"
 """The folder of the pages' figures."""
+TITLE_WIDTH = 110
+"""Characters per line of a figure's title, the width of two panels side by side."""
 SECTION_PAGES = {
     "perturbation": "perturbation",
     "de": "perturbation",

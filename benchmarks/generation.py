@@ -45,7 +45,7 @@ import anndata
 import numpy as np
 import pandas as pd
 import scvi
-from _common import DOCS, kang, mean_sd, setup_threads, write_section
+from _common import DOCS, TITLE_WIDTH, kang, mean_sd, setup_threads, write_section
 
 import scgmvae
 
@@ -72,8 +72,6 @@ AUC_GOAL = 0.60
 """Issue 25's goal: a real-vs-synthetic AUC of at most this for every group."""
 DRAW_STRIDE = 1000
 """Random state of the classifier for draw ``d`` of seed ``s``: ``s * DRAW_STRIDE + d``."""
-TITLE_WIDTH = 110
-"""Characters per line of the figure's title."""
 RATIO_TICKS = (1, 1.5, 2, 3, 5, 10, 20, 50)
 AUC_LIMITS = (0.35, 1.02)
 """Ticks of the log-scaled E-distance ratio axis of the figure."""

@@ -39,6 +39,7 @@ import argparse
 import os
 import shlex
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -50,6 +51,7 @@ import pandas as pd
 import scvi
 from _common import (
     RESULTS,
+    TITLE_WIDTH,
     kang,
     mean_sd,
     scvi_latent_arithmetic,
@@ -526,7 +528,8 @@ def figure(
     labels = {CEILING_ROW: "noise ceiling (split half)", BOUND_ROW: "borrowing bound"}
     handles += [Line2D([], [], label=labels[b], **kw) for b, kw in bars.items() if b in means]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False, fontsize=11)
-    fig.suptitle(title, fontsize=11.5, x=0.01, ha="left")
+    # wrapped to the panels' width, which a title of every option can exceed
+    fig.suptitle(textwrap.fill(title, TITLE_WIDTH), fontsize=11.5, x=0.01, ha="left")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(fig)
@@ -682,10 +685,12 @@ def _write(frame, adata, args, cell_types, seeds, epochs, similarity) -> None:
         title = f"Response bandwidth of predict_perturbation ({data}, {genes})"
     options += " --stored-peers-only" if args.stored_peers_only else ""
     options += f" --first-seed {args.first_seed}" if args.first_seed else ""
+    dispersion_label = ""
     if args.dispersion != "gene":
+        dispersion_label = f", CGMVAE with dispersion={args.dispersion!r}"
         options += f" --dispersion {args.dispersion}"
         section += "_" + args.dispersion.replace("-", "_")
-        title = title[:-1] + f", CGMVAE with dispersion={args.dispersion!r})"
+        title = title[:-1] + dispersion_label + ")"
     if args.section:
         options += f" --section {args.section}"
         section = args.section
@@ -699,7 +704,7 @@ def _write(frame, adata, args, cell_types, seeds, epochs, similarity) -> None:
         figure(
             frame,
             RESULTS.parent / image,
-            f"{data}, {genes}: held-out stimulated cells of each type, "
+            f"{data}, {genes}{dispersion_label}: held-out stimulated cells of each type, "
             f"{_seed_label(seeds)}, {epochs} epochs",
         )
         lead = (  # the image's path is relative to the page, in docs/benchmarks/
