@@ -34,6 +34,7 @@ PEER_SECTIONS = (
     "perturbation_kang6_peers_dc",
     "perturbation_kang6_peers_tact",
     "perturbation_kang6_peers_cd4mem",
+    "perturbation_kang6_trvae_cd4mem",
 )
 """The sections of the full-size runs with the published peers, one or more types each."""
 PER_TYPE_TABLE = "Every score per held-out type and method"
