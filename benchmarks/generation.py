@@ -48,6 +48,7 @@ import scvi
 from _common import DOCS, TITLE_WIDTH, kang, mean_sd, setup_threads, write_section
 
 import scgmvae
+from scgmvae.module._constants import DISPERSIONS
 
 CONDITION, LABEL = "condition", "cell_type"
 HELD_OUT_FRACTION = 0.4
@@ -265,7 +266,7 @@ def main() -> None:
     parser.add_argument(
         "--dispersion",
         default="gene",
-        choices=("gene", "gene-cell"),
+        choices=DISPERSIONS,
         help="CGMVAE's dispersion; other than the default it writes its own section",
     )
     parser.add_argument(

@@ -61,6 +61,7 @@ from _common import (
 from _peers import PEERS, run_peer, skip_message
 
 import scgmvae
+from scgmvae.module._constants import DISPERSIONS
 
 CONDITION, CTRL, STIM, LABEL = "condition", "control", "stimulated", "cell_type"
 DONOR = "donor"
@@ -590,7 +591,7 @@ def main() -> None:
     parser.add_argument(
         "--dispersion",
         default="gene",
-        choices=("gene", "gene-cell"),
+        choices=DISPERSIONS,
         help="CGMVAE's dispersion; other than the default it writes its own section with "
         "CGMVAE's rows, the model-free rows and the references (the peers and scVI on the same "
         "splits are in the section of the default)",
@@ -620,7 +621,7 @@ def main() -> None:
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     epochs = args.max_epochs or (FULL_MAX_EPOCHS if args.full else 200)
     if args.smoke:
-        cell_types, seeds, epochs = cell_types[:1], range(1), 2
+        cell_types, seeds, epochs = cell_types[:1], seeds[:1], 2
     rows, similarity = [], {}
     for cell_type in cell_types:
         for seed in seeds:

@@ -128,6 +128,21 @@ def test_perturbation_bandwidth_smoke_runs_only_those_rows(tmp_path):
     assert "'method': 'pooled shift'" not in result.stdout
 
 
+def test_perturbation_smoke_of_another_dispersion_and_seed(tmp_path):
+    # another dispersion trains CGMVAE alone (the peers and scVI do not depend on it), beside
+    # the model-free rows; --first-seed runs that seed, not seed 0
+    result = _run_smoke(
+        "perturbation.py", tmp_path, "--dispersion", "gene-cell", "--first-seed", "1"
+    )
+    assert "'seed': 1, 'method': 'CGMVAE'" in result.stdout, result.stdout[-3000:]
+    assert "'seed': 0" not in result.stdout
+    assert "scVI latent arithmetic" not in result.stdout
+    for label in PEER_VARIABLES:
+        assert label not in result.stdout
+    for row in MODEL_FREE_ROWS:
+        assert f"'method': '{row}'" in result.stdout
+
+
 def test_perturbation_benchmark_reads_the_full_data_file(tmp_path):
     # a stand-in for kang_ifnb_6donors.h5ad in $SCGMVAE_DATA_DIR: --full reads it (never the
     # network) and holds out the types with at least 150 stimulated cells, here CD14 Mono only;
