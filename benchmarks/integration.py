@@ -36,6 +36,7 @@ from scipy.stats import pearsonr
 from sklearn.metrics import f1_score
 
 import scgmvae
+from scgmvae.module._constants import DISPERSIONS
 
 DATA_FILE = "kang_5donors_ctrl.h5ad"
 DATA_DIR_ENV = "SCGMVAE_DATA_DIR"
@@ -201,7 +202,7 @@ def train_gmvae(
     return model
 
 
-def train_cgmvae_one_condition(adata, seed: int, epochs: int):
+def train_cgmvae_one_condition(adata, seed: int, epochs: int, **model_kwargs):
     """CGMVAE on control cells only: one condition, so a GMVAE with a constant extra input."""
     scvi.settings.seed = seed
     adata = adata.copy()
@@ -209,7 +210,7 @@ def train_cgmvae_one_condition(adata, seed: int, epochs: int):
     scgmvae.model.CGMVAE.setup_anndata(
         adata, condition_key="condition", labels_key=LABELS_KEY, batch_key=BATCH_KEY
     )
-    model = scgmvae.model.CGMVAE(adata)
+    model = scgmvae.model.CGMVAE(adata, **model_kwargs)
     model.train(max_epochs=epochs, enable_progress_bar=False)
     return model
 
@@ -276,14 +277,18 @@ def transfer_scores(predicted, truth: np.ndarray, query: np.ndarray) -> dict[str
 # -- one seed of parts 1 and 2 ---------------------------------------------------------------
 
 
-def run_donor_seed(adata, pca, seed, epochs, parts, with_cgmvae, skips) -> tuple[dict, list]:
-    """Embeddings (part 1) and label-transfer scores (part 2) of one seed."""
+def run_donor_seed(
+    adata, pca, seed, epochs, parts, with_cgmvae, skips, dispersion="gene"
+) -> tuple[dict, list]:
+    """Embeddings (part 1) and label-transfer scores (part 2) of one seed; ``dispersion`` is
+    that of our models."""
     embeddings, transfer = {}, []
     truth = adata.obs[LABELS_KEY].astype(str).to_numpy()
     _, query = transfer_split(adata)
     adata = adata.copy()
     adata.obs[TRANSFER_KEY] = np.where(query, UNKNOWN, truth)
     timer = Timer(seed)
+    ours = {"dispersion": dispersion}
 
     if "integration" in parts and "harmonypy" not in skips:
         embeddings["Harmony"] = timer(harmony, "Harmony", pca, adata.obs, seed)
@@ -293,9 +298,13 @@ def run_donor_seed(adata, pca, seed, epochs, parts, with_cgmvae, skips) -> tuple
         # every cell labelled, as scib's benchmarks train scANVI for bio conservation
         scanvi = timer(train_scanvi, "scANVI", vae, LABELS_KEY, seed, epochs)
         embeddings["scANVI"] = scanvi.get_latent_representation()
-        gmvae = timer(train_gmvae, "GMVAE", adata, seed, epochs, n_components=len(set(truth)))
+        gmvae = timer(
+            train_gmvae, "GMVAE", adata, seed, epochs, n_components=len(set(truth)), **ours
+        )
         embeddings["GMVAE"] = gmvae.get_latent_representation()
-        gmvae = timer(train_gmvae, "GMVAE labels", adata, seed, epochs, labels_key=LABELS_KEY)
+        gmvae = timer(
+            train_gmvae, "GMVAE labels", adata, seed, epochs, labels_key=LABELS_KEY, **ours
+        )
         embeddings["GMVAE, labels"] = gmvae.get_latent_representation()
         for labels_key, name in (
             (None, "GMVAE, adversarial"),
@@ -310,17 +319,18 @@ def run_donor_seed(adata, pca, seed, epochs, parts, with_cgmvae, skips) -> tuple
                 labels_key=labels_key,
                 adversarial_classifier=True,
                 n_components=len(set(truth)),
+                **ours,
             )
             embeddings[name] = gmvae.get_latent_representation()
         if with_cgmvae:
-            cgmvae = timer(train_cgmvae_one_condition, "CGMVAE", adata, seed, epochs)
+            cgmvae = timer(train_cgmvae_one_condition, "CGMVAE", adata, seed, epochs, **ours)
             embeddings["CGMVAE, labels (1 condition)"] = cgmvae.get_latent_representation()
     if "label_transfer" in parts:
         scanvi = timer(train_scanvi, "scANVI transfer", vae, TRANSFER_KEY, seed, epochs)
         transfer.append(
             {"method": "scANVI", "seed": seed, **transfer_scores(scanvi.predict(), truth, query)}
         )
-        gmvae = timer(train_gmvae, "GMVAE transfer", adata, seed, epochs, TRANSFER_KEY)
+        gmvae = timer(train_gmvae, "GMVAE transfer", adata, seed, epochs, TRANSFER_KEY, **ours)
         transfer.append(
             {"method": "GMVAE", "seed": seed, **transfer_scores(gmvae.predict(), truth, query)}
         )
@@ -451,6 +461,13 @@ def main() -> None:
         action="store_true",
         help="add CGMVAE (one condition: a GMVAE with a constant input) to the integration",
     )
+    parser.add_argument(
+        "--dispersion",
+        default="gene",
+        choices=DISPERSIONS,
+        help="our models' dispersion; other than the default the integration and label "
+        "transfer parts write their own sections",
+    )
     args = parser.parse_args()
     setup_threads()
     seeds, epochs = range(args.seeds), args.max_epochs
@@ -472,7 +489,7 @@ def main() -> None:
         scores, transfer = [], []
         for seed in seeds:
             embeddings, rows = run_donor_seed(
-                adata, pca, seed, epochs, parts, args.with_cgmvae, skips
+                adata, pca, seed, epochs, parts, args.with_cgmvae, skips, args.dispersion
             )
             transfer += rows
             if "integration" not in parts:
@@ -499,6 +516,7 @@ def main() -> None:
 
 def _command(args, epochs: int, n_seeds: int, part: str) -> str:
     extra = " --with-cgmvae" if args.with_cgmvae and part == "integration" else ""
+    extra += f" --dispersion {args.dispersion}" if args.dispersion != "gene" else ""
     return (
         f"python benchmarks/integration.py --max-epochs {epochs} --seeds {n_seeds} "
         f"--parts {part}{extra}"
@@ -524,8 +542,9 @@ def write_integration(frame: pd.DataFrame, adata, args, epochs: int, n_seeds: in
     per_seed = frame.reset_index().set_index(["method", "seed"])[metrics].loc[order]
     n_donors, n_types = adata.obs[BATCH_KEY].nunique(), adata.obs[LABELS_KEY].nunique()
     write_section(
-        "integration",
-        f"Batch integration (Kang control cells, {adata.n_obs:,} cells, {n_donors} donors)",
+        _section("integration", args),
+        f"Batch integration (Kang control cells, {adata.n_obs:,} cells, {n_donors} "
+        f"donors{_dispersion_label(args)})",
         _command(args, epochs, n_seeds, "integration"),
         table,
         f"{DATA_FILE} (muscat's Kang data, control cells; donor = batch), "
@@ -540,7 +559,7 @@ def write_integration(frame: pd.DataFrame, adata, args, epochs: int, n_seeds: in
         f"scale_adversarial_loss={ADVERSARIAL_SCALE:g} (seed 0, batch / bio score at scales 1, "
         "3, 5, 10: 0.704 / 0.787, 0.737 / 0.867, 0.727 / 0.791, 0.761 / 0.842; without the "
         "adversary 0.667 / 0.879; only 10 passed Harmony's batch score). "
-        f"{epochs} epochs for every neural model. Latents: posterior "
+        f"{epochs} epochs for every neural model.{_dispersion_note(args)} Latents: posterior "
         "means of z. "
         "CGMVAE is left out: with control cells only it has one condition, whose one-hot input "
         "and learned shift are constants, so it is the GMVAE with labels plus redundant biases "
@@ -564,8 +583,8 @@ def write_transfer(frame: pd.DataFrame, adata, args, epochs: int, n_seeds: int) 
     query_donors = sorted(set(adata.obs[BATCH_KEY].astype(str)[query]))
     table = frame.groupby("method", sort=False)[["accuracy", "macro F1"]].agg(mean_sd)
     write_section(
-        "label_transfer",
-        "Label transfer across donors (Kang control cells)",
+        _section("label_transfer", args),
+        f"Label transfer across donors (Kang control cells{_dispersion_label(args)})",
         _command(args, epochs, n_seeds, "label_transfer"),
         table,
         f"Labels of the {len(reference)} largest donors ({', '.join(reference)}) known, those of "
@@ -575,7 +594,29 @@ def write_transfer(frame: pd.DataFrame, adata, args, epochs: int, n_seeds: int) 
         f"batch_key='batch', {epochs} epochs (labelled_share='auto': no rebalancing at this "
         "share of labels). scANVI: SCANVI.from_scvi_model(unlabeled_category='Unknown') on the "
         f"scVI of the integration table ({epochs} epochs), then max(2, epochs/"
-        f"{SCANVI_EPOCH_SHARE}) epochs. Mean ± sd over seeds (each seed's value in brackets).",
+        f"{SCANVI_EPOCH_SHARE}) epochs.{_dispersion_note(args)} Mean ± sd over seeds (each "
+        "seed's value in brackets).",
+    )
+
+
+def _section(part: str, args) -> str:
+    """The section a part writes: its own name, with the dispersion when not the default."""
+    if args.dispersion == "gene":
+        return part
+    return f"{part}_{args.dispersion.replace('-', '_')}"
+
+
+def _dispersion_label(args) -> str:
+    return "" if args.dispersion == "gene" else f", our models with dispersion={args.dispersion!r}"
+
+
+def _dispersion_note(args) -> str:
+    if args.dispersion == "gene":
+        return ""
+    return (
+        f" Our models here with dispersion={args.dispersion!r} (the negative binomial's inverse "
+        "dispersion decoded from z for each cell and gene); the other methods as in the "
+        "section of the default, trained again in this run."
     )
 
 
