@@ -697,6 +697,8 @@ def _write(frame, adata, args, cell_types, seeds, epochs, similarity) -> None:
         section = args.section
     if args.cell_types:
         title = title[:-1] + f", held-out {', '.join(cell_types)})"
+    if seeds.start:  # a run of further seeds says which in its title
+        title = title[:-1] + f", seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))})"
     if len(done) < len(cell_types):
         title += f" [partial: {len(done)} of {len(cell_types)} held-out types so far]"
     lead = ""
