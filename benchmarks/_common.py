@@ -24,6 +24,14 @@ STATIC = DOCS / "_static"
 """The folder of the pages' figures."""
 TITLE_WIDTH = 110
 """Characters per line of a figure's title, the width of two panels side by side."""
+DEFAULT_DISPERSION = "gene"
+
+
+def dispersion_suffix(dispersion: str) -> str:
+    """What a run with another dispersion than the default adds to its section's name."""
+    return "" if dispersion == DEFAULT_DISPERSION else "_" + dispersion.replace("-", "_")
+
+
 SECTION_PAGES = {
     "perturbation": "perturbation",
     "de": "perturbation",

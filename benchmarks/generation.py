@@ -45,7 +45,15 @@ import anndata
 import numpy as np
 import pandas as pd
 import scvi
-from _common import DOCS, TITLE_WIDTH, kang, mean_sd, setup_threads, write_section
+from _common import (
+    DOCS,
+    TITLE_WIDTH,
+    dispersion_suffix,
+    kang,
+    mean_sd,
+    setup_threads,
+    write_section,
+)
 
 import scgmvae
 from scgmvae.module._constants import DISPERSIONS
@@ -318,7 +326,7 @@ def main() -> None:
         + ("_kang6" if args.full else "")
         + ("_lr_decay" if decay else "")
         + ("_draws" if draws > 1 else "")
-        + ("_gene_cell" if args.dispersion == "gene-cell" else "")
+        + dispersion_suffix(args.dispersion)
     )
     image = f"../_static/{section}.png"
     label = f"Kang 6 donors, {adata.n_obs:,} cells" if args.full else "Kang 832 cells"

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import scanpy as sc
 import scvi
-from _common import kang, mean_sd, setup_threads, write_section
+from _common import dispersion_suffix, kang, mean_sd, setup_threads, write_section
 from scipy.stats import pearsonr
 from sklearn.metrics import f1_score
 
@@ -542,7 +542,7 @@ def write_integration(frame: pd.DataFrame, adata, args, epochs: int, n_seeds: in
     per_seed = frame.reset_index().set_index(["method", "seed"])[metrics].loc[order]
     n_donors, n_types = adata.obs[BATCH_KEY].nunique(), adata.obs[LABELS_KEY].nunique()
     write_section(
-        _section("integration", args),
+        "integration" + dispersion_suffix(args.dispersion),
         f"Batch integration (Kang control cells, {adata.n_obs:,} cells, {n_donors} "
         f"donors{_dispersion_label(args)})",
         _command(args, epochs, n_seeds, "integration"),
@@ -583,7 +583,7 @@ def write_transfer(frame: pd.DataFrame, adata, args, epochs: int, n_seeds: int) 
     query_donors = sorted(set(adata.obs[BATCH_KEY].astype(str)[query]))
     table = frame.groupby("method", sort=False)[["accuracy", "macro F1"]].agg(mean_sd)
     write_section(
-        _section("label_transfer", args),
+        "label_transfer" + dispersion_suffix(args.dispersion),
         f"Label transfer across donors (Kang control cells{_dispersion_label(args)})",
         _command(args, epochs, n_seeds, "label_transfer"),
         table,
@@ -597,13 +597,6 @@ def write_transfer(frame: pd.DataFrame, adata, args, epochs: int, n_seeds: int) 
         f"{SCANVI_EPOCH_SHARE}) epochs.{_dispersion_note(args)} Mean ± sd over seeds (each "
         "seed's value in brackets).",
     )
-
-
-def _section(part: str, args) -> str:
-    """The section a part writes: its own name, with the dispersion when not the default."""
-    if args.dispersion == "gene":
-        return part
-    return f"{part}_{args.dispersion.replace('-', '_')}"
 
 
 def _dispersion_label(args) -> str:

@@ -52,6 +52,7 @@ import scvi
 from _common import (
     RESULTS,
     TITLE_WIDTH,
+    dispersion_suffix,
     kang,
     mean_sd,
     scvi_latent_arithmetic,
@@ -690,7 +691,7 @@ def _write(frame, adata, args, cell_types, seeds, epochs, similarity) -> None:
     if args.dispersion != "gene":
         dispersion_label = f", CGMVAE with dispersion={args.dispersion!r}"
         options += f" --dispersion {args.dispersion}"
-        section += "_" + args.dispersion.replace("-", "_")
+        section += dispersion_suffix(args.dispersion)
         title = title[:-1] + dispersion_label + ")"
     if args.section:
         options += f" --section {args.section}"
