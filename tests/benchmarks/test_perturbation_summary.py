@@ -77,3 +77,46 @@ def test_standing_takes_the_best_row_that_does_not_use_the_answer():
     assert distances.loc["B", "best other method"] == "trVAE"
     assert distances.loc["B", "CGMVAE's margin"] == pytest.approx(-0.02)
     assert distances.loc["NK", "CGMVAE's margin"] == pytest.approx(0.05)
+
+
+def test_ceiling_goals_judge_every_seed():
+    rows = []
+    lfc = {  # per seed: CGMVAE, the best other row, a weaker one, the ceiling
+        "B": [(0.95, 0.93, 0.80, 0.99), (0.93, 0.94, 0.80, 0.99)],
+        "NK": [(0.90, 0.85, 0.80, 0.93), (0.92, 0.86, 0.80, 0.93)],
+    }
+    methods = ("CGMVAE", "trVAE", "pooled shift", "noise ceiling")
+    for cell_type, seeds in lfc.items():
+        for seed, values in enumerate(seeds):
+            for method, value in zip(methods, values, strict=True):
+                rows.append(
+                    {
+                        "cell_type": cell_type,
+                        "method": method,
+                        "seed": seed,
+                        "r2_lfc_top_degs": value,
+                    }
+                )
+    goals = perturbation_summary.ceiling_goals(pd.DataFrame(rows))
+    within = f"within {perturbation_summary.CEILING_GOAL} on every seed"
+    # B: gaps 0.04 and 0.06, so one seed misses; behind trVAE on seed 1
+    assert goals.loc["B", "gap to the ceiling"] == pytest.approx(0.05)
+    assert not goals.loc["B", within]
+    assert goals.loc["B", "its lowest seed"] == pytest.approx(0.93)
+    assert goals.loc["B", "best other row"] == "trVAE"
+    assert goals.loc["B", "CGMVAE's smallest margin"] == pytest.approx(-0.01)
+    # NK: gaps 0.03 and 0.01
+    assert goals.loc["NK", within]
+    assert goals.loc["NK", "CGMVAE's smallest margin"] == pytest.approx(0.05)
+
+
+def test_further_seeds_follow_seed_zero_of_the_same_types_and_methods():
+    frame = perturbation_summary.three_seed_rows()
+    seeds = frame.groupby(["cell_type", "method"])["seed"].apply(sorted)
+    further = 1 + perturbation_summary.FURTHER_FIRST_SEED
+    for cell_type in frame["cell_type"].unique():
+        assert seeds[(cell_type, "CGMVAE")] == list(range(further + 1))
+    # the peers ran further seeds on B alone: their seed-0 rows of other types stay out
+    assert set(frame.loc[frame["method"] == "scGen", "cell_type"]) == {"B"}
+    assert seeds[("B", "trVAE")] == [0, 1]
+    assert set(perturbation_summary.on_every_type(frame)["method"]).isdisjoint({"scGen", "trVAE"})
