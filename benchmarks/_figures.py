@@ -122,6 +122,18 @@ HEADLINES = {
 """The headline of each page that has one, by the section whose first table it shows."""
 
 
+def section_text(page: Path, section: str) -> tuple[str, str]:
+    """The title and the text below it of section ``section`` of ``page``."""
+    found = re.search(
+        rf"<!-- {section}:start -->\n## (?P<title>[^\n]*)\n(?P<body>.*?)<!-- {section}:end -->",
+        page.read_text(),
+        re.S,
+    )
+    if found is None:
+        raise ValueError(f"{page} has no section {section!r}")
+    return found["title"], found["body"]
+
+
 def read_section(page: Path, section: str, after: str | None = None) -> tuple[str, pd.DataFrame]:
     """The title and the first table of section ``section`` of ``page`` (with ``after``, the
     first table below the line that starts with ``after``).
@@ -131,14 +143,8 @@ def read_section(page: Path, section: str, after: str | None = None) -> tuple[st
     The title, and the table's cells as text, indexed by its first column (a row label written
     as a tuple, such as ``('kang', 'GMVAE K')``, becomes that tuple).
     """
-    found = re.search(
-        rf"<!-- {section}:start -->\n## (?P<title>[^\n]*)\n(?P<body>.*?)<!-- {section}:end -->",
-        page.read_text(),
-        re.S,
-    )
-    if found is None:
-        raise ValueError(f"{page} has no section {section!r}")
-    lines = found["body"].splitlines()
+    title, body = section_text(page, section)
+    lines = body.splitlines()
     start = 0
     if after is not None:
         start = next((i + 1 for i, line in enumerate(lines) if line.startswith(after)), len(lines))
@@ -156,7 +162,7 @@ def read_section(page: Path, section: str, after: str | None = None) -> tuple[st
     table = table.iloc[1:, 1:-1].apply(lambda column: column.str.strip())
     table.columns = [str(column).strip() for column in table.columns]
     table.index = [_row_label(label) for label in table.iloc[:, 0]]
-    return found["title"], table.iloc[:, 1:]
+    return title, table.iloc[:, 1:]
 
 
 def _row_label(label: str) -> str | tuple:

@@ -18,10 +18,11 @@ changes:
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 from _common import RESULTS, mean_sd, section_page, setup_threads, write_section
-from _figures import cell_values, read_section
+from _figures import cell_values, read_section, section_text
 from perturbation import (
     BOUND_ROW,
     CEILING_ROW,
@@ -46,14 +47,18 @@ PEER_SECTIONS = (
 SEED_SECTIONS = (
     "perturbation_kang6_seeds12_a",
     "perturbation_kang6_seeds12_b",
+    "perturbation_kang6_seeds12_c",
+    "perturbation_kang6_seeds12_d",
     "perturbation_kang6_scgen_b_seeds12",
+    "perturbation_kang6_scpram_dc_seeds12",
 )
-"""Full-size runs of further seeds, :data:`FURTHER_FIRST_SEED` on: CGMVAE, scVI arithmetic, the
-model-free and the reference rows (the first two, run in parallel over disjoint types; the
-third on B, with scGen, and trVAE's stored seed 1). With seed 0 of :data:`PEER_SECTIONS` they
-make the three-seed section. A method with fewer seeds than its section is read as having
-run the first of them."""
-FURTHER_FIRST_SEED = 1
+"""Full-size runs of further seeds: CGMVAE, scVI arithmetic, the model-free and the reference
+rows (the first four, run in parallel over disjoint types), then runs of peers on one type
+(scGen on B, with trVAE's stored seed 1; scPRAM on DC). With seed 0 of
+:data:`PEER_SECTIONS` they make the three-seed section. A section's seeds start at the
+``--first-seed`` of its command, and a method with fewer seeds than its section is read as
+having run the first of them."""
+FIRST_SEED = re.compile(r"--first-seed (\d+)")
 THREE_SEEDS_SECTION = "perturbation_kang6_three_seeds"
 CEILING_GOAL = 0.05
 """The goal of the overview: every held-out type within this much of its noise ceiling (LFC
@@ -79,25 +84,32 @@ weaker of the two borrowed shifts, and the control, which scores 0 on LFC R²)."
 LOWER_IS_BETTER = ("e_distance",)
 
 
-def per_type_rows(sections: tuple[str, ...] = PEER_SECTIONS, first_seed: int = 0) -> pd.DataFrame:
-    """One row per held-out type, method and seed (counted from ``first_seed``), with every
-    score of the sections' per-type tables (a type and method that two sections hold is taken
-    from the first, so a later section can add a peer that ran on its own to the types of an
-    earlier one)."""
+def section_first_seed(section: str) -> int:
+    """The first seed of a section's run: its command's ``--first-seed``, else 0."""
+    _, body = section_text(section_page(section), section)
+    found = FIRST_SEED.search(body)
+    return int(found[1]) if found else 0
+
+
+def per_type_rows(sections: tuple[str, ...] = PEER_SECTIONS) -> pd.DataFrame:
+    """One row per held-out type, method and seed, with every score of the sections' per-type
+    tables (a type, method and seed that two sections hold is taken from the first, so a
+    later section can add a peer, or a seed, to the types of an earlier one)."""
     rows, seen = [], set()
     for section in sections:
         _, table = read_section(section_page(section), section, after=PER_TYPE_TABLE)
-        pairs = set(table.index) - seen
+        first_seed, added = section_first_seed(section), set()
         for (cell_type, method), cells in table.iterrows():
-            if (cell_type, method) not in pairs:
-                continue
             for metric, cell in cells.items():
                 _, _, seeds = cell_values(cell)
                 for seed, value in enumerate(seeds, start=first_seed):
+                    if (cell_type, method, seed) in seen:
+                        continue
+                    added.add((cell_type, method, seed))
                     rows.append(
                         {"cell_type": cell_type, "method": method, "seed": seed, metric: value}
                     )
-        seen |= pairs
+        seen |= added
     frame = pd.DataFrame(rows)
     keys = ["cell_type", "method", "seed"]
     return frame.groupby(keys, sort=False).first().reset_index()
@@ -200,7 +212,7 @@ def three_seed_rows() -> pd.DataFrame:
     """Seed 0 from :data:`PEER_SECTIONS` and the further seeds of :data:`SEED_SECTIONS`, for
     the held-out types and methods that the further seeds have (a peer that ran further seeds
     on some types only keeps its seed-0 rows of those)."""
-    later = per_type_rows(SEED_SECTIONS, first_seed=FURTHER_FIRST_SEED)
+    later = per_type_rows(SEED_SECTIONS)
     first = per_type_rows()
     pairs = set(zip(later["cell_type"], later["method"], strict=True))
     kept = [pair in pairs for pair in zip(first["cell_type"], first["method"], strict=True)]

@@ -113,10 +113,14 @@ def test_ceiling_goals_judge_every_seed():
 def test_further_seeds_follow_seed_zero_of_the_same_types_and_methods():
     frame = perturbation_summary.three_seed_rows()
     seeds = frame.groupby(["cell_type", "method"])["seed"].apply(sorted)
-    further = 1 + perturbation_summary.FURTHER_FIRST_SEED
+    assert frame["cell_type"].nunique() == 9
     for cell_type in frame["cell_type"].unique():
-        assert seeds[(cell_type, "CGMVAE")] == list(range(further + 1))
-    # the peers ran further seeds on B alone: their seed-0 rows of other types stay out
+        assert seeds[(cell_type, "CGMVAE")] == [0, 1, 2]
+    # the peers ran further seeds on one type each: their seed-0 rows of other types stay out
     assert set(frame.loc[frame["method"] == "scGen", "cell_type"]) == {"B"}
+    assert set(frame.loc[frame["method"] == "scPRAM", "cell_type"]) == {"DC"}
+    # trVAE's seed 1 joined the scGen run on B, whose seeds start at its --first-seed
     assert seeds[("B", "trVAE")] == [0, 1]
-    assert set(perturbation_summary.on_every_type(frame)["method"]).isdisjoint({"scGen", "trVAE"})
+    assert seeds[("DC", "scPRAM")] == [0, 1, 2]
+    peers = {"scGen", "trVAE", "scPRAM"}
+    assert set(perturbation_summary.on_every_type(frame)["method"]).isdisjoint(peers)
