@@ -51,10 +51,11 @@ SEED_SECTIONS = (
     "perturbation_kang6_seeds12_d",
     "perturbation_kang6_scgen_b_seeds12",
     "perturbation_kang6_scpram_dc_seeds12",
+    "perturbation_kang6_trvae_b_seed2",
 )
 """Full-size runs of further seeds: CGMVAE, scVI arithmetic, the model-free and the reference
 rows (the first four, run in parallel over disjoint types), then runs of peers on one type
-(scGen on B, with trVAE's stored seed 1; scPRAM on DC). With seed 0 of
+(scGen on B, with trVAE's stored seed 1; scPRAM on DC; trVAE on B). With seed 0 of
 :data:`PEER_SECTIONS` they make the three-seed section. A section's seeds start at the
 ``--first-seed`` of its command, and a method with fewer seeds than its section is read as
 having run the first of them."""

@@ -119,8 +119,8 @@ def test_further_seeds_follow_seed_zero_of_the_same_types_and_methods():
     # the peers ran further seeds on one type each: their seed-0 rows of other types stay out
     assert set(frame.loc[frame["method"] == "scGen", "cell_type"]) == {"B"}
     assert set(frame.loc[frame["method"] == "scPRAM", "cell_type"]) == {"DC"}
-    # trVAE's seed 1 joined the scGen run on B, whose seeds start at its --first-seed
-    assert seeds[("B", "trVAE")] == [0, 1]
+    # trVAE's seeds 1 and 2 come from two sections, each counted from its --first-seed
+    assert seeds[("B", "trVAE")] == [0, 1, 2]
     assert seeds[("DC", "scPRAM")] == [0, 1, 2]
     peers = {"scGen", "trVAE", "scPRAM"}
     assert set(perturbation_summary.on_every_type(frame)["method"]).isdisjoint(peers)
