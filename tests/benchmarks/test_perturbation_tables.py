@@ -84,3 +84,10 @@ def test_published_means_take_the_complete_types_beside_the_published_means():
     assert note.startswith("Mean over the 1 type here: CGMVAE 0.900.")
     for method, value in perturbation.SCPERTURBENCH_PUBLISHED.items():
         assert f"{method} {value:.3f}" in note
+
+
+def test_published_means_put_the_peers_that_ran_beside_their_published_means():
+    frame = _frame().rename(columns={"r2_lfc_top_degs": "pcc_delta_top_degs"})
+    frame["method"] = frame["method"].replace({"peer": "scGen"})
+    note = perturbation._published_means(frame)
+    assert note.startswith("Mean over the 1 type here: CGMVAE 0.900, scGen 0.800.")
