@@ -5,7 +5,9 @@ trVAE on two cores), and each run wrote its own section of docs/benchmarks/pertu
 with its command. This script reads the per-type table of each of those sections
 (:data:`PEER_SECTIONS`, the table "Every score per held-out type and method"), draws every type
 in one figure and writes the section ``perturbation_kang6_summary``: LFC R², top-100-DEG R² and
-E-distance per type and method, and where CGMVAE stands against the best other row. With the
+E-distance per type and method, and where CGMVAE stands against the best other row. It does the
+same for the runs in scPerturBench's protocol (:data:`SCPERTURBENCH_SECTIONS`, the section
+``perturbation_kang6_scperturbench_summary``, with PCC-delta and the published means). With the
 further seeds of :data:`SEED_SECTIONS` it writes a second section,
 ``perturbation_kang6_three_seeds``: CGMVAE, scVI arithmetic, the model-free and the reference
 rows over three seeds (and the peers where they ran further seeds), with the noise-ceiling
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 
 import pandas as pd
 from _common import RESULTS, mean_sd, section_page, setup_threads, write_section
@@ -29,6 +32,7 @@ from perturbation import (
     CONTROL_ROW,
     complete_types,
     figure,
+    published_means,
 )
 
 SECTION = "perturbation_kang6_summary"
@@ -83,6 +87,62 @@ LEFT_OUT = ("CGMVAE route w", "nearest-type shift", CONTROL_ROW)
 """Rows of the sections left out of this one's tables, to keep them narrow (a variant, the
 weaker of the two borrowed shifts, and the control, which scores 0 on LFC R²)."""
 LOWER_IS_BETTER = ("e_distance",)
+SCPERTURBENCH_SECTIONS = (
+    "perturbation_kang6_scperturbench_peers",
+    "perturbation_kang6_scperturbench",
+)
+"""The full-size runs in scPerturBench's protocol: the published peers on some held-out types,
+then CGMVAE, the model-free and the reference rows on all nine."""
+SCPERTURBENCH_SCORES = {
+    "pcc_delta_top_degs": "PCC-delta on the top-100 DEGs",
+    "r2_lfc_top_degs": "LFC R² on the top-100 DEGs",
+    "e_distance": "E-distance (lower is better)",
+}
+"""The scores of the scPerturBench summary, its headline (PCC-delta) first."""
+PANEL_TEXT = {
+    "r2_lfc_top_degs": "R² of predicted vs real log fold-changes on the top-100 DEGs",
+    "r2_top_degs": "R² of the predicted vs real means on the same genes",
+    "pcc_delta_top_degs": "Pearson r of predicted vs real log fold-changes on the top-100 DEGs "
+    "(PCC-delta)",
+}
+"""What a figure panel shows, for the text below the figure."""
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A section gathered from the per-type tables of other sections."""
+
+    section: str
+    title: str
+    sources: tuple[str, ...]
+    protocol: str
+    scores: dict[str, str]
+    """The tables' scores, with their titles."""
+    panels: dict[str, str]
+    """The figure's two panels: score and title."""
+    published: bool = False
+    """Whether scPerturBench's published means follow the tables."""
+
+
+SUMMARIES = (
+    Summary(
+        SECTION,
+        "Every held-out type with the published peers at full size",
+        PEER_SECTIONS,
+        "2,000 HVGs, scGen protocol",
+        SCORES,
+        FIGURE_PANELS,
+    ),
+    Summary(
+        "perturbation_kang6_scperturbench_summary",
+        "Every held-out type in scPerturBench's protocol at full size",
+        SCPERTURBENCH_SECTIONS,
+        "5,000 HVGs, scPerturBench's protocol",
+        SCPERTURBENCH_SCORES,
+        {m: SCPERTURBENCH_SCORES[m] for m in ("pcc_delta_top_degs", "r2_lfc_top_degs")},
+        published=True,
+    ),
+)
 
 
 def section_first_seed(section: str) -> int:
@@ -149,64 +209,77 @@ def standing(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     )
 
 
-def write_peers_summary() -> None:
-    frame = per_type_rows()
+def _missing_peers(frame: pd.DataFrame) -> str:
+    """The held-out types some method did not run on, grouped by the methods they lack."""
+    complete = complete_types(frame)
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for cell_type, rows in frame.groupby("cell_type"):
+        if cell_type not in complete:
+            lacking = tuple(sorted(set(frame["method"]) - set(rows["method"])))
+            groups.setdefault(lacking, []).append(cell_type)
+    return "; ".join(f"{', '.join(types)}: no {', '.join(m)}" for m, types in groups.items())
+
+
+def write_summary(summary: Summary) -> None:
+    """The section of ``summary``: its figure, the mean scores over the types every method
+    ran on, each score per held-out type and where CGMVAE stands on each."""
+    frame = per_type_rows(summary.sources)
     types = sorted(frame["cell_type"].unique())
     complete = complete_types(frame)
-    image = f"_static/{SECTION}.png"
+    with_peers = f"the published peers on {len(complete)}"
+    image = f"_static/{summary.section}.png"
     figure(
         frame,
         RESULTS.parent / image,
-        f"Kang 6 donors, 12,103 cells, 2,000 HVGs: {len(types)} held-out types with the "
-        "published peers, seed 0, 100 epochs",
-        panels=FIGURE_PANELS,
+        f"Kang 6 donors, 12,103 cells, {summary.protocol}: {len(types)} held-out types, "
+        f"{with_peers if len(complete) < len(types) else 'with the published peers'}, "
+        "seed 0, 100 epochs",
+        panels=summary.panels,
     )
-    headline = pd.DataFrame({title: wide(frame, m).loc["mean"] for m, title in SCORES.items()})
-    missing = {
-        cell_type: sorted(set(frame["method"]) - set(rows["method"]))
-        for cell_type, rows in frame.groupby("cell_type")
-        if cell_type not in complete
-    }
+    scores = summary.scores
+    headline = pd.DataFrame({title: wide(frame, m).loc["mean"] for m, title in scores.items()})
     over = f"the {len(complete)} held-out types every method ran on ({', '.join(complete)})"
-    if missing:
-        over += "; " + "; ".join(f"{t}: no {', '.join(m)}" for t, m in missing.items())
-    sources = ", ".join(f"`{s}`" for s in PEER_SECTIONS)
+    if len(complete) < len(types):
+        over += f"; {_missing_peers(frame)}"
+    sources = ", ".join(f"`{s}`" for s in summary.sources)
     blocks = [
-        f"The table above: means over {over}.",
+        f"The table above and the figure's bottom row: means over {over}.",
         *(
-            f"{title} per held-out type (mean over seeds):\n\n{wide(frame, m).to_markdown()}"
-            for m, title in SCORES.items()
+            f"{title} per held-out type (mean over seeds):\n\n"
+            f"{wide(frame, m).to_markdown(missingval='')}"
+            for m, title in scores.items()
         ),
         *(
             f"Where CGMVAE stands, {title}: against the best row "
             "that does not use the answer (the peers, scVI arithmetic and the model-free "
             "shifts; CGMVAE's own variants and the reference rows left out):\n\n"
-            f"{standing(frame, m).to_markdown()}"
-            for m, title in SCORES.items()
+            f"{standing(frame, m).to_markdown(missingval='')}"
+            for m, title in scores.items()
         ),
+        *([published_means(frame)] if summary.published else []),
         "Collected by benchmarks/perturbation_summary.py from the per-type tables of the "
-        f"sections {sources} of this page, each measured by the command it shows (the "
-        "methods and scores are described there). It trains nothing.",
+        f"sections {sources} of this page (a held-out type and method that two of them hold "
+        "is read from the first), each measured by the command it shows (the methods and "
+        "scores are described there). It trains nothing.",
     ]
+    left, right = summary.panels
     lead = (
         f"![Every held-out type with the published peers at full size](../{image})\n\n"
         "Per held-out type (rows; the bottom row: the mean over the types every method ran on) "
         "each method's score: CGMVAE as a large blue dot (hollow: with its borrowed response "
         "alone), the peers as diamonds, the model-free shifts as grey squares, the noise "
-        "ceiling as a black bar and the borrowing bound as a dashed grey one. Left: R² of "
-        "predicted vs real log fold-changes on the top-100 DEGs; right: R² of the predicted "
-        "vs real means on the same genes.\n"
+        "ceiling as a black bar and the borrowing bound as a dashed grey one. Left: "
+        f"{PANEL_TEXT[left]}; right: {PANEL_TEXT[right]}.\n"
     )
     write_section(
-        SECTION,
-        f"Every held-out type with the published peers at full size (Kang 6 donors, 12,103 "
-        f"cells, 2,000 HVGs, scGen protocol, {len(types)} types)",
+        summary.section,
+        f"{summary.title} (Kang 6 donors, 12,103 cells, {summary.protocol}, {len(types)} types)",
         "python benchmarks/perturbation_summary.py",
         headline,
         "\n\n".join(blocks),
         lead=lead,
     )
-    print(f"{section_page(SECTION)}: section {SECTION!r} written, figure {image}")
+    print(f"{section_page(summary.section)}: section {summary.section!r} written, figure {image}")
 
 
 def three_seed_rows() -> pd.DataFrame:
@@ -338,7 +411,8 @@ def write_three_seeds() -> None:
 
 def main() -> None:
     setup_threads()  # only for the machine line, which then reads as the sources' runs
-    write_peers_summary()
+    for summary in SUMMARIES:
+        write_summary(summary)
     write_three_seeds()
 
 

@@ -79,7 +79,7 @@ def test_stored_peers_only_takes_stored_predictions_and_trains_none(tmp_path, mo
 
 def test_published_means_take_the_complete_types_beside_the_published_means():
     frame = _frame().rename(columns={"r2_lfc_top_degs": "pcc_delta_top_degs"})
-    note = perturbation._published_means(frame)
+    note = perturbation.published_means(frame)
     # the peer did not run on CD14 Mono, so the mean is B's alone
     assert note.startswith("Mean over the 1 type here: CGMVAE 0.900.")
     for method, value in perturbation.SCPERTURBENCH_PUBLISHED.items():
@@ -89,5 +89,5 @@ def test_published_means_take_the_complete_types_beside_the_published_means():
 def test_published_means_put_the_peers_that_ran_beside_their_published_means():
     frame = _frame().rename(columns={"r2_lfc_top_degs": "pcc_delta_top_degs"})
     frame["method"] = frame["method"].replace({"peer": "scGen"})
-    note = perturbation._published_means(frame)
+    note = perturbation.published_means(frame)
     assert note.startswith("Mean over the 1 type here: CGMVAE 0.900, scGen 0.800.")
