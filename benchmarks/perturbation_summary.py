@@ -209,6 +209,11 @@ def standing(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     )
 
 
+def _blank_missing(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with an empty cell where a method did not run (markdown writes NaN as nan)."""
+    return table.astype(object).where(table.notna(), "")
+
+
 def _missing_peers(frame: pd.DataFrame) -> str:
     """The held-out types some method did not run on, grouped by the methods they lack."""
     complete = complete_types(frame)
@@ -246,14 +251,14 @@ def write_summary(summary: Summary) -> None:
         f"The table above and the figure's bottom row: means over {over}.",
         *(
             f"{title} per held-out type (mean over seeds):\n\n"
-            f"{wide(frame, m).to_markdown(missingval='')}"
+            f"{_blank_missing(wide(frame, m)).to_markdown()}"
             for m, title in scores.items()
         ),
         *(
             f"Where CGMVAE stands, {title}: against the best row "
             "that does not use the answer (the peers, scVI arithmetic and the model-free "
             "shifts; CGMVAE's own variants and the reference rows left out):\n\n"
-            f"{standing(frame, m).to_markdown(missingval='')}"
+            f"{standing(frame, m).to_markdown()}"
             for m, title in scores.items()
         ),
         *([published_means(frame)] if summary.published else []),

@@ -72,6 +72,11 @@ def test_missing_peers_groups_the_types_by_the_methods_they_lack():
     assert perturbation_summary._missing_peers(frame) == (
         "DC, T activated: no scGen, scPRAM; NK: no scGen"
     )
+    # a type a peer did not run on is an empty cell, not "nan", and the means stay numbers
+    table = perturbation_summary._blank_missing(perturbation_summary.wide(frame, "e_distance"))
+    assert table.loc["DC", "scGen"] == ""
+    assert "nan" not in table.to_markdown()
+    assert table.loc["mean", "scGen"] == pytest.approx(0.1)
 
 
 def test_standing_takes_the_best_row_that_does_not_use_the_answer():
