@@ -269,7 +269,7 @@ def write_summary(summary: Summary) -> None:
     ]
     left, right = summary.panels
     lead = (
-        f"![Every held-out type with the published peers at full size](../{image})\n\n"
+        f"![{summary.title}](../{image})\n\n"
         "Per held-out type (rows; the bottom row: the mean over the types every method ran on) "
         "each method's score: CGMVAE as a large blue dot (hollow: with its borrowed response "
         "alone), the peers as diamonds, the model-free shifts as grey squares, the noise "
