@@ -42,6 +42,17 @@ def test_every_source_section_gives_rows_for_its_types(summary):
     assert len(frame) > len(perturbation_summary.per_type_rows(summary.sources[:1]))
 
 
+@pytest.mark.parametrize(
+    "summary", perturbation_summary.SUMMARIES, ids=lambda summary: summary.section
+)
+def test_each_summary_figure_is_described_by_its_own_title(summary):
+    _, body = _figures.section_text(_common.section_page(summary.section), summary.section)
+    figure = f"![{summary.title}](../_static/{summary.section}.png)"
+    assert figure in body
+    others = [s.title for s in perturbation_summary.SUMMARIES if s is not summary]
+    assert not any(f"![{title}]" in body for title in others)
+
+
 def test_read_section_names_the_missing_table():
     section = perturbation_summary.PEER_SECTIONS[0]
     with pytest.raises(ValueError, match="has no table below 'No such line'"):
