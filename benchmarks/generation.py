@@ -12,12 +12,15 @@ and the classifier's subsample and folds drawn again each time), and each group'
 mean over the draws: one draw of a group of under 200 cells moves its AUC by several hundredths.
 Methods:
 
-- ``CGMVAE generate``: ``model.generate(components=[type], conditions=[condition])`` with its
-  defaults (each cell decoded from its component's mean ``z`` given a ``w`` drawn from the prior,
+- ``CGMVAE generate``: ``model.generate(components=[type], conditions=[condition],
+  latent="prior")``, the thesis' route and ``generate()``'s default before ``latent="auto"``
+  (each cell decoded from its component's mean ``z`` given a ``w`` drawn from the prior,
   counts drawn from the likelihood);
 - ``CGMVAE generate sample_z``: the same with ``sample_z=True`` (``z`` drawn from the component);
 - ``CGMVAE generate posterior``: ``generate(..., latent="posterior")`` (``z`` drawn from the
-  aggregated posterior of the type x condition's training cells, with their library sizes);
+  aggregated posterior of the type x condition's training cells, with their library sizes):
+  what the default, ``latent="auto"``, draws for every scored group, since each has enough
+  training cells;
 - ``CGMVAE posterior predictive``: ``model.posterior_predictive_sample`` of the real training
   cells of the type and condition (each cell's posterior ``z`` decoded at its own library size,
   counts drawn from the likelihood; no prior involved, so it shows what the decoder alone
@@ -155,7 +158,7 @@ def run_seed(
         copies = cgmvae.posterior_predictive_sample(train, indices=group_rows)
         methods = {
             "CGMVAE generate": cgmvae.generate(
-                N_GENERATED, conditions=[condition], components=[cell_type]
+                N_GENERATED, conditions=[condition], components=[cell_type], latent="prior"
             ),
             "CGMVAE generate sample_z": cgmvae.generate(
                 N_GENERATED, conditions=[condition], components=[cell_type], sample_z=True

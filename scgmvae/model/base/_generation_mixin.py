@@ -1,4 +1,4 @@
-"""Decoding latents into cells: synthetic cells from the prior and the shared decode step."""
+"""Decoding latents into cells: synthetic cells and the decode step perturbation shares."""
 
 from __future__ import annotations
 
@@ -22,12 +22,14 @@ if TYPE_CHECKING:
 NORMALIZED_TARGET_SUM = 1e4
 """Counts per cell of the log-normalised output space (scanpy's ``normalize_total``)."""
 OUTPUT_VALUES = ("sample", "mean")
-LATENT_SOURCES = ("prior", "posterior")
+LATENT_SOURCES = ("auto", "prior", "posterior")
 MIN_LIBRARY_LOG_VAR = 1e-4
 """Floor of the variance of the log library sizes generated cells draw from."""
 MIN_LIBRARY_CELLS = 10
 """Fewest training cells of a component under a condition whose library sizes its generated
-cells take; a component with fewer takes those of all the condition's training cells."""
+cells take; a component with fewer takes those of all the condition's training cells. With
+``latent="auto"`` it is also the fewest training cells from whose posteriors a component's
+cells are drawn: fewer would make its generated cells copies of a handful of cells."""
 
 
 def log_library_stats(
@@ -59,32 +61,37 @@ class GenerationMixin:
         sample_z: bool = False,
         values: Literal["sample", "mean"] = "sample",
         batch: str | None = None,
-        latent: Literal["prior", "posterior"] = "prior",
+        latent: Literal["auto", "prior", "posterior"] = "auto",
     ) -> AnnData:
         """Generate synthetic cells of every requested mixture component and condition.
 
-        With ``latent="prior"`` (the thesis, §11.4), samples ``w`` from its prior, decodes
-        every requested mixture component of ``z`` under every requested condition from each
-        ``w``, then decodes ``x``. With ``latent="posterior"``, draws each cell's ``z`` from the
-        aggregated posterior of the component's training cells under the condition (a random
-        training cell of the component, with replacement, and a draw from its ``q(z|x)``) and
-        gives it that cell's library size: cells like the component's real ones, where the
-        prior can miss part of what the encoder uses. The draws reuse the component's training
-        cells, so a component with few of them yields cells close to those few.
+        Each (component, condition) pair gets ``n_samples`` cells, with ``z`` from one of two
+        sources:
+
+        - the aggregated posterior of the component's training cells under the condition: a
+          random training cell of the pair (with replacement), a draw from its ``q(z|x)``,
+          and that cell's library size. The cells resemble the pair's real ones, including
+          what the encoder uses that the prior misses; they reuse the pair's training cells,
+          so a pair with few of them yields cells close to those few.
+        - the prior (the thesis, §11.4): ``w`` drawn from its prior, the component's ``z``
+          decoded from it (its mean, or a draw with ``sample_z``), and a library size drawn
+          from the training cells' sizes. It needs no training cells of the pair, so it also
+          generates a component under a condition in which it was never seen.
 
         Parameters
         ----------
         n_samples
-            Number of ``w`` samples; each yields one cell per (component, condition) pair.
+            Number of cells per (component, condition) pair; from the prior each ``w`` sample
+            yields one cell per pair.
         conditions
             Conditions to generate (CGMVAE); all registered ones by default.
         components
             Mixture components to generate, as component ids or label names; all by default.
         sample_z
-            ``latent="prior"`` only. Sample ``z`` from each component rather than take the
-            component means (as the thesis does). Sampled ``z`` adds the spread of the
-            component to that of ``w``, which makes generated cells harder to tell apart by
-            type.
+            Prior only. Sample ``z`` from each component rather than take the component means
+            (as the thesis does). Sampled ``z`` adds the spread of the component to that of
+            ``w``, which makes generated cells harder to tell apart by type. With
+            ``latent="auto"`` every pair is drawn from the prior.
         values
             ``"sample"``: cells drawn from the likelihood, like real cells; ``"mean"``: the
             decoder's expected expression.
@@ -92,9 +99,10 @@ class GenerationMixin:
             Batch (donor, sample) whose cells to generate, for models set up with
             ``batch_key``; the first registered batch by default.
         latent
-            ``"prior"``: ``z`` from the mixture prior; ``"posterior"``: from the aggregated
-            posterior of the component's training cells under the condition, which needs
-            such cells.
+            Where ``z`` comes from: ``"auto"``, the aggregated posterior for every pair with
+            at least 10 training cells (``MIN_LIBRARY_CELLS``) and the prior for the others;
+            ``"posterior"``, the aggregated posterior for every pair, which needs training
+            cells of each; ``"prior"``, the prior for every pair.
 
         Returns
         -------
@@ -102,10 +110,11 @@ class GenerationMixin:
         normalised to 10,000 per cell (the scanpy ``normalize_total`` + ``log1p`` convention)
         and ``layers["counts"]`` the counts, drawn with the library sizes of the training cells
         of the component under the condition (from the prior: their log-normal fit, or that of
-        all the condition's cells for a component with fewer than ``MIN_LIBRARY_CELLS``);
+        all the condition's cells for a component with fewer than 10);
         otherwise ``.X`` is in the data's own space.
         ``.obs`` has ``component``, ``label`` (when the component is a labelled one),
-        ``condition``, ``batch`` (with a batch key) and ``synthetic=True``.
+        ``condition``, ``latent`` (``"posterior"`` or ``"prior"``: where the cell's ``z``
+        came from), ``batch`` (with a batch key) and ``synthetic=True``.
 
         Raises
         ------
@@ -120,30 +129,37 @@ class GenerationMixin:
                 "sample_z draws z from the prior's components; with latent='posterior' z "
                 "comes from the training cells' posteriors. Use one of the two."
             )
+        if sample_z:
+            latent = "prior"
         self._check_if_trained(warn=True)
         module = self.module
         module.eval()
         device = module.library_log_means.device
         component_ids = self._component_ids(components)
+        condition_codes = self._condition_codes(conditions)
         batch_code = self._batch_code(batch)
-        if latent == "posterior":
-            training = self._encode_cells(self.adata, None)
-            generator = seeded_generator()
-        else:
+        training = None if latent == "prior" else self._encode_cells(self.adata, None)
+        sources = {
+            (code, k): self._latent_source(latent, training, k, 0 if code is None else code)
+            for code in condition_codes
+            for k in component_ids
+        }
+        generator = seeded_generator()
+        if "prior" in sources.values():
             library_means, library_sds = self._component_library_priors()
             # a fixed prior is shared by all conditions: decode the same w under each of them
             shared_w = module.w_prior_distribution(None, n_samples, device).sample()
         z_blocks, library_blocks, condition_blocks, obs = [], [], [], []
-        for code in self._condition_codes(conditions):
+        for code in condition_codes:
             cond = None if code is None else torch.full((n_samples, 1), code, device=device)
             lib_code = 0 if code is None else code
-            if latent == "prior":
+            if "prior" in (sources[code, k] for k in component_ids):
                 w = shared_w
                 if module.w_prior != "fixed":
                     w = module.w_prior_distribution(cond, n_samples, device).sample()
                 means, variances = module.mixture_components(w, cond)
             for k in component_ids:
-                if latent == "posterior":
+                if sources[code, k] == "posterior":
                     z, log_library = self._aggregated_posterior_draws(
                         training, k, lib_code, n_samples, generator
                     )
@@ -157,7 +173,7 @@ class GenerationMixin:
                 z_blocks.append(z)
                 library_blocks.append(log_library.to(device))
                 condition_blocks.append(cond)
-                obs.append(self._generated_obs(k, code, n_samples))
+                obs.append(self._generated_obs(k, code, n_samples, sources[code, k]))
         obs_df = pd.concat(obs, ignore_index=True)
         obs_df.index = [f"synthetic_{i}" for i in range(len(obs_df))]
         for column in obs_df.columns:
@@ -178,6 +194,27 @@ class GenerationMixin:
             covariates={"batch_index": batch_index},
         )
 
+    @staticmethod
+    def _group_members(
+        training: dict[str, torch.Tensor], component: int, condition_code: int
+    ) -> torch.Tensor:
+        """Indices of the training cells of a component under a condition."""
+        in_group = (training["component"] == component) & (training["condition"] == condition_code)
+        return torch.nonzero(in_group).flatten()
+
+    def _latent_source(
+        self,
+        latent: str,
+        training: dict[str, torch.Tensor] | None,
+        component: int,
+        condition_code: int,
+    ) -> str:
+        """``"posterior"`` or ``"prior"``: the source of a (component, condition) pair's ``z``."""
+        if latent != "auto":
+            return latent
+        enough = len(self._group_members(training, component, condition_code)) >= MIN_LIBRARY_CELLS
+        return "posterior" if enough else "prior"
+
     def _aggregated_posterior_draws(
         self,
         training: dict[str, torch.Tensor],
@@ -190,9 +227,7 @@ class GenerationMixin:
 
         Each draw comes with the log library size of the cell it is drawn from.
         """
-        members = torch.nonzero(
-            (training["component"] == component) & (training["condition"] == condition_code)
-        ).flatten()
+        members = self._group_members(training, component, condition_code)
         if len(members) == 0:
             labels = self.label_names
             name = f"{component} ({labels[component]!r})" if component < len(labels) else component
@@ -244,7 +279,9 @@ class GenerationMixin:
         variances = torch.where(enough, torch.from_numpy(variances.reshape(shape)), condition_vars)
         return means, variances.sqrt()
 
-    def _generated_obs(self, component: int, condition_code: int | None, n: int) -> pd.DataFrame:
+    def _generated_obs(
+        self, component: int, condition_code: int | None, n: int, latent: str
+    ) -> pd.DataFrame:
         label_names = self.label_names
         return pd.DataFrame(
             {
@@ -253,6 +290,7 @@ class GenerationMixin:
                 "condition": None
                 if condition_code is None
                 else self.condition_names[condition_code],
+                "latent": latent,
             },
             index=range(n),
         )
