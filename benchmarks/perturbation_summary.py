@@ -231,7 +231,7 @@ def write_summary(summary: Summary) -> None:
     frame = per_type_rows(summary.sources)
     types = sorted(frame["cell_type"].unique())
     complete = complete_types(frame)
-    with_peers = f"the published peers on {len(complete)}"
+    with_peers = f"every published peer on {len(complete)}"
     image = f"_static/{summary.section}.png"
     figure(
         frame,
